@@ -1,0 +1,22 @@
+"""tb_deadneurons: find dead, dormant and revived units in TensorBoard.
+
+The writer (``summary``, ``DeadNeuronCallback``) needs TensorFlow; the
+viewer (the TensorBoard plugin, ``analysis``, the CLI) does not. Keras names
+are imported lazily so that ``import tb_deadneurons`` stays light.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["DeadNeuronCallback", "revive", "__version__"]
+
+
+def __getattr__(name):
+    if name == "DeadNeuronCallback":
+        from tb_deadneurons.callback import DeadNeuronCallback
+
+        return DeadNeuronCallback
+    if name == "revive":
+        from tb_deadneurons.revive import revive
+
+        return revive
+    raise AttributeError(f"module 'tb_deadneurons' has no attribute {name!r}")

@@ -1,0 +1,92 @@
+"""One-byte codes for snapshot statistics (numpy only).
+
+A snapshot tensor is ``uint8`` of shape ``[num_stats, units]``; each row is
+encoded as its ``RowEncoding`` says. The encodings keep what classification
+needs exactly -- an exact 0 (never active, zero magnitude), an exact 1 (always
+active) -- and store magnitudes on a log scale with a few percent of relative
+error, which is what keeps a snapshot at about one byte per unit and
+statistic on disk.
+
+The TensorFlow op in ``summary.py`` computes the same codes in-graph; a test
+pins the two together.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tb_deadneurons.proto import plugin_data_pb2
+
+Kind = plugin_data_pb2.RowEncoding
+
+FRACTION_SCALE = 255.0
+MAX_CODE = 255
+SIGNED_MAX_CODE = 127
+SIGN_BIT = 128
+
+
+def fraction() -> plugin_data_pb2.RowEncoding:
+    """A ``UNIT_FRACTION`` encoding."""
+    return plugin_data_pb2.RowEncoding(kind=Kind.UNIT_FRACTION)
+
+
+def log(log2_min: float, steps_per_octave: float) -> plugin_data_pb2.RowEncoding:
+    """A ``LOG`` encoding covering ``2**log2_min`` and up."""
+    return plugin_data_pb2.RowEncoding(
+        kind=Kind.LOG, log2_min=log2_min, steps_per_octave=steps_per_octave
+    )
+
+
+def signed_log(log2_min: float, steps_per_octave: float) -> plugin_data_pb2.RowEncoding:
+    """A ``SIGNED_LOG`` encoding: sign bit plus a 7-bit ``LOG`` code."""
+    return plugin_data_pb2.RowEncoding(
+        kind=Kind.SIGNED_LOG, log2_min=log2_min, steps_per_octave=steps_per_octave
+    )
+
+
+def _log_codes(magnitude: np.ndarray, enc, max_code: int) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pos = (np.log2(magnitude) - np.float32(enc.log2_min)) * np.float32(
+            enc.steps_per_octave
+        )
+    codes = np.floor(pos + np.float32(0.5)) + 1
+    codes = np.clip(np.nan_to_num(codes, nan=1, posinf=max_code, neginf=1), 1, max_code)
+    return np.where(magnitude > 0, codes, 0).astype(np.uint8)
+
+
+def encode(values: np.ndarray, enc: plugin_data_pb2.RowEncoding) -> np.ndarray:
+    """Encodes finite float32 ``values`` (any shape) to ``uint8`` codes."""
+    values = np.asarray(values, dtype=np.float32)
+    if enc.kind == Kind.UNIT_FRACTION:
+        v = np.clip(values, 0.0, 1.0)
+        mid = np.clip(
+            np.floor(v * np.float32(FRACTION_SCALE) + np.float32(0.5)), 1, 254
+        )
+        return np.where(v <= 0, 0, np.where(v >= 1, MAX_CODE, mid)).astype(np.uint8)
+    if enc.kind == Kind.LOG:
+        return _log_codes(np.abs(values), enc, MAX_CODE)
+    if enc.kind == Kind.SIGNED_LOG:
+        codes = _log_codes(np.abs(values), enc, SIGNED_MAX_CODE)
+        return (codes | np.where(values < 0, SIGN_BIT, 0)).astype(np.uint8)
+    raise ValueError(f"unknown row encoding kind: {enc.kind!r}")
+
+
+def decode(codes: np.ndarray, enc: plugin_data_pb2.RowEncoding) -> np.ndarray:
+    """Decodes ``uint8`` codes to float64 values.
+
+    Raises:
+      ValueError: the encoding kind is unknown (e.g. from a newer writer).
+    """
+    codes = np.asarray(codes).astype(np.int64)
+    if enc.kind == Kind.UNIT_FRACTION:
+        return codes / FRACTION_SCALE
+    if enc.kind in (Kind.LOG, Kind.SIGNED_LOG):
+        magnitude = codes & (SIGN_BIT - 1) if enc.kind == Kind.SIGNED_LOG else codes
+        steps = enc.steps_per_octave or 1.0
+        values = np.where(
+            magnitude > 0, np.exp2(enc.log2_min + (magnitude - 1) / steps), 0.0
+        )
+        if enc.kind == Kind.SIGNED_LOG:
+            values = np.where(codes & SIGN_BIT, -values, values)
+        return values
+    raise ValueError(f"unknown row encoding kind: {enc.kind!r}")
