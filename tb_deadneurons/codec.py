@@ -90,3 +90,23 @@ def decode(codes: np.ndarray, enc: plugin_data_pb2.RowEncoding) -> np.ndarray:
             values = np.where(codes & SIGN_BIT, -values, values)
         return values
     raise ValueError(f"unknown row encoding kind: {enc.kind!r}")
+
+
+def decode_snapshot(tensor: np.ndarray, plugin_data) -> dict[str, np.ndarray]:
+    """Decodes a ``[num_stats, units]`` snapshot to ``{stat name: values}``.
+
+    Raises:
+      ValueError: the tensor is not 2-D uint8 with one row per stat name, or
+        a row's encoding is unknown.
+    """
+    tensor = np.asarray(tensor)
+    names = list(plugin_data.stat_names)
+    if tensor.dtype != np.uint8 or tensor.ndim != 2 or tensor.shape[0] != len(names):
+        raise ValueError(
+            f"expected uint8 [{len(names)}, units], got {tensor.dtype} "
+            f"{list(tensor.shape)}"
+        )
+    return {
+        name: decode(tensor[i], plugin_data.encodings[i])
+        for i, name in enumerate(names)
+    }

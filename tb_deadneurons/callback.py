@@ -1,0 +1,185 @@
+"""``DeadNeuronCallback``: one line in ``model.fit`` logs dead-unit snapshots.
+
+The callback writes to ``log_dir/train`` -- the run that
+``keras.callbacks.TensorBoard(log_dir)`` writes -- at step = global training
+batch, so snapshots and the loss share one step axis.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tb_deadneurons import metadata, probe, summary
+
+LOSS_TAG = "deadneurons/loss"
+
+# A snapshot costs about one forward pass of the probe batch plus a small
+# write; every 50 batches keeps that under ~1-3 % of a small model's training
+# time (benchmarks/overhead.py) and gives a few hundred snapshots for a
+# typical run of 10k-20k batches (e.g. 60k samples, batch 32, 5-10 epochs).
+DEFAULT_EVERY_N_BATCHES = 50
+
+
+class DeadNeuronCallback(keras.callbacks.Callback):
+    """Logs per-unit activation statistics of a Keras model while it trains.
+
+    A snapshot is taken before the first training step (units can be born
+    dead) and then every ``every_n_batches`` batches, from one compiled
+    forward pass of a fixed probe batch in inference mode; training itself is
+    unchanged (same weights, same random draws). The training loss is written
+    at the same steps as the scalar ``deadneurons/loss``.
+
+    Args:
+      log_dir: the directory given to ``keras.callbacks.TensorBoard``; events
+        go to ``log_dir/train``.
+      probe_data: the probe batch: an array (or dict/list of arrays for
+        multi-input models), an ``(x, y)`` tuple, or a batched
+        ``tf.data.Dataset`` whose first batch is used. A few hundred samples
+        are plenty.
+      every_n_batches: snapshot period in training batches (>= 1).
+      layers: layer names (``"dense"`` or nested ``"inner/dense"``) or layer
+        objects to watch. Default: every layer whose output follows a
+        non-linearity (Dense/Conv with a non-linear ``activation``,
+        Activation/ReLU/LeakyReLU/ELU/PReLU layers), except the output layer.
+      gradients: also log mean |dL/da| per unit; needs labels in
+        ``probe_data`` and a compiled loss.
+      epsilon: a position counts as active where |a| > epsilon.
+
+    Raises:
+      ValueError: at construction for a bad argument, at ``on_train_begin``
+        for unknown layer names or a probe batch that does not fit the model.
+
+    Example:
+
+    ```python
+    import numpy as np, keras, tb_deadneurons
+
+    x = np.random.rand(512, 20).astype("float32")
+    y = np.random.randint(0, 3, size=512)
+    model = keras.Sequential([
+        keras.Input((20,)),
+        keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dense(3, activation="softmax"),
+    ])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    cb = tb_deadneurons.DeadNeuronCallback("logs/example", probe_data=x[:256])
+    model.fit(x, y, epochs=1, callbacks=[cb], verbose=0)
+    ```
+    """
+
+    def __init__(
+        self,
+        log_dir,
+        probe_data,
+        every_n_batches: int = DEFAULT_EVERY_N_BATCHES,
+        layers=None,
+        gradients: bool = False,
+        epsilon: float = 0.0,
+    ):
+        super().__init__()
+        if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
+            raise ValueError(f"log_dir must be a non-empty path; got {log_dir!r}")
+        if (
+            isinstance(every_n_batches, bool)
+            or not isinstance(every_n_batches, (int, np.integer))
+            or every_n_batches < 1
+        ):
+            raise ValueError(
+                f"every_n_batches must be an integer >= 1; got {every_n_batches!r}"
+            )
+        if not np.isfinite(epsilon) or epsilon < 0:
+            raise ValueError(f"epsilon must be finite and >= 0; got {epsilon!r}")
+        if layers is not None and (isinstance(layers, str) or not list(layers)):
+            raise ValueError(
+                f"layers must be a non-empty list of names or layers; got {layers!r}"
+            )
+        self.log_dir = os.fspath(log_dir)
+        self.every_n_batches = int(every_n_batches)
+        self.layers = None if layers is None else list(layers)
+        self.gradients = bool(gradients)
+        self.epsilon = float(epsilon)
+        self._x, self._y = probe.split_probe_data(probe_data)
+        if self.gradients and self._y is None:
+            raise ValueError(
+                "gradients=True needs labels: pass probe_data=(x, y) or a Dataset "
+                "of (x, y) batches"
+            )
+        self._writer = None
+        self._probe = None
+        self._step = None
+        self._last_snapshot_step = None
+        self.last_snapshot: dict[str, np.ndarray] = {}
+
+    # -- setup ---------------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        if self._writer is None:
+            # One writer for the callback's life: the probe function is bound
+            # to it when traced.
+            self._writer = tf.summary.create_file_writer(
+                os.path.join(self.log_dir, "train")
+            )
+        if self._probe is None:
+            self._probe = probe.ProbeFunction(
+                self.model,
+                self._writer,
+                self._x,
+                self._y,
+                layers=self.layers,
+                gradients=self.gradients,
+                epsilon=self.epsilon,
+            )
+        if self._step is None:
+            optimizer = getattr(self.model, "optimizer", None)
+            iterations = getattr(optimizer, "iterations", None)
+            self._step = int(iterations.numpy()) if iterations is not None else 0
+        if self._last_snapshot_step != self._step:
+            self._snapshot(loss=None)
+
+    @property
+    def watched(self) -> dict[str, keras.layers.Layer]:
+        """Tag → layer of the watched layers (after ``on_train_begin``)."""
+        return dict(self._probe.watched) if self._probe else {}
+
+    # -- per batch ---------------------------------------------------------------
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._batch_begin = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        # With steps_per_execution > 1 one call covers several batches.
+        begin = getattr(self, "_batch_begin", batch)
+        self._step += max(1, int(batch) - int(begin) + 1)
+        if self._step % self.every_n_batches == 0:
+            loss = logs.get("loss") if isinstance(logs, dict) else None
+            self._snapshot(loss=loss)
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.flush()
+
+    # -- work ----------------------------------------------------------------
+
+    def _snapshot(self, loss) -> None:
+        step = tf.constant(self._step, dtype=tf.int64)
+        with self._writer.as_default():
+            codes = self._probe(step)
+            if loss is not None:
+                tf.summary.scalar(LOSS_TAG, float(loss), step=step)
+        # Flushed at once so an interrupted fit keeps every snapshot so far.
+        self._writer.flush()
+        self._last_snapshot_step = self._step
+        self.last_snapshot = {tag: c.numpy() for tag, c in codes.items()}
+
+    def log_revival(self, layer_tag: str, units) -> None:
+        """Records that ``units`` of ``layer_tag`` were re-initialised now."""
+        with self._writer.as_default():
+            summary.revivals(layer_tag, units, step=self._step)
+        self._writer.flush()
+
+
+__all__ = ["DeadNeuronCallback", "LOSS_TAG", "metadata"]
