@@ -1,0 +1,241 @@
+"""Classification of units as dead, dormant, dying or revived (numpy only).
+
+The one implementation the plugin routes and ``tb-deadneurons report`` share.
+Input is a layer's decoded statistics: a mapping from stat name to a float
+array of shape ``[T, U]`` (T snapshots, U units), with at least
+``active_fraction`` and ``mean_abs``; ``std`` enables the constant-output
+test and ``count`` marks units without data. ``reader.Series.stats`` is
+such a mapping.
+
+Definitions (per snapshot t, unit u; "with data" means ``count > 0``):
+
+- dead: ``active_fraction == 0`` (never |a| > epsilon on the probe), or a
+  constant output: ``std <= constant_std * median std`` of the layer's units
+  with data and nonzero std at that snapshot (``std == 0`` when no unit
+  varies). ``constant_std`` defaults to 1e-3: a unit whose output varies a
+  thousand times less than its neighbours' is effectively a bias (saturated
+  tanh/sigmoid, ReLU pinned on a constant); the log codec keeps std to +-7 %,
+  so the test is far from quantisation noise.
+- tau-dormant (ReDo, Sokar et al. 2023): ``score = mean_abs_u / mean_j
+  mean_abs_j`` over units with data; dormant where ``score <= tau``. When the
+  layer's mean is 0 every score is 0. A dead unit with zero output is also
+  dormant; the cell state of the matrix shows dead before dormant.
+- died_at (by ``definition``, "dead" or "dormant"): the step of the first
+  snapshot after which the unit is dead at every snapshot with data up to
+  the last one; None if it is not dead at its last snapshot with data.
+- revived: dead (by ``definition``) at some snapshot, not dead at a later one.
+- dying: not dead now (by ``definition``); over the last ``DYING_WINDOW``
+  snapshots (at least 3, all with data) the active fraction has a negative
+  least-squares slope, has at least halved, and extrapolates to 0 within
+  another window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import numpy as np
+
+DEFINITIONS = ("dead", "dormant")
+DEFAULT_TAU = 0.1
+DEFAULT_CONSTANT_STD = 1e-3
+DYING_WINDOW = 8
+DYING_MIN_SNAPSHOTS = 3
+
+# Cell byte of the heat map (docs/routes.md): bits 7-6 state, 5-0 activity.
+STATE_ACTIVE, STATE_DORMANT, STATE_DEAD, STATE_NO_DATA = 0, 1, 2, 3
+ACTIVITY_LEVELS = 63
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """The thresholds a classification used; ``as_dict`` goes into responses."""
+
+    definition: str = "dead"
+    tau: float = DEFAULT_TAU
+    epsilon: float = 0.0
+    constant_std: float = DEFAULT_CONSTANT_STD
+
+    def __post_init__(self):
+        if self.definition not in DEFINITIONS:
+            raise ValueError(
+                f"definition must be one of {DEFINITIONS}: {self.definition!r}"
+            )
+        if not (np.isfinite(self.tau) and self.tau >= 0):
+            raise ValueError(f"tau must be a finite number >= 0: {self.tau!r}")
+        if not (np.isfinite(self.constant_std) and self.constant_std >= 0):
+            raise ValueError(
+                f"constant_std must be finite and >= 0: {self.constant_std!r}"
+            )
+
+    def as_dict(self) -> dict:
+        return {
+            "definition": self.definition,
+            "tau": float(self.tau),
+            "epsilon": float(self.epsilon),
+            "constant_std": float(self.constant_std),
+        }
+
+
+@dataclasses.dataclass
+class Classification:
+    """Per-snapshot masks ``[T, U]`` and per-unit verdicts of one layer."""
+
+    steps: np.ndarray  # int64 [T]
+    thresholds: Thresholds
+    has_data: np.ndarray  # bool [T, U]
+    dead: np.ndarray  # bool [T, U]
+    dormant: np.ndarray  # bool [T, U]
+    score: np.ndarray  # float32 [T, U]; NaN where no data
+    active_fraction: np.ndarray  # float [T, U]
+
+    @property
+    def units(self) -> int:
+        return self.dead.shape[1]
+
+    @property
+    def by_definition(self) -> np.ndarray:
+        return self.dead if self.thresholds.definition == "dead" else self.dormant
+
+    @property
+    def dead_count(self) -> list[int]:
+        return self.dead.sum(axis=1).tolist()
+
+    @property
+    def dormant_count(self) -> list[int]:
+        return self.dormant.sum(axis=1).tolist()
+
+    @property
+    def dead_now(self) -> list[int]:
+        """Units dead at the last snapshot (empty without snapshots)."""
+        return np.flatnonzero(self.dead[-1]).tolist() if len(self.steps) else []
+
+    @property
+    def dormant_now(self) -> list[int]:
+        return np.flatnonzero(self.dormant[-1]).tolist() if len(self.steps) else []
+
+    def died_at(self) -> list[int | None]:
+        """Per unit, the step it died at (by ``definition``) or None."""
+        index = died_at_index(self.by_definition, self.has_data)
+        steps = self.steps.tolist()
+        return [steps[i] if i >= 0 else None for i in index.tolist()]
+
+    def revived(self) -> np.ndarray:
+        return revived(self.by_definition, self.has_data)
+
+    def dying(self) -> np.ndarray:
+        return dying(self.active_fraction, self.by_definition, self.has_data)
+
+    def matrix(self) -> np.ndarray:
+        """The ``uint8 [U, T]`` cell matrix of docs/routes.md (unit-major)."""
+        state = np.where(
+            ~self.has_data,
+            STATE_NO_DATA,
+            np.where(self.dead, STATE_DEAD, np.where(self.dormant, STATE_DORMANT, 0)),
+        ).astype(np.uint8)
+        af = np.where(self.has_data, self.active_fraction, 0.0)
+        level = np.rint(af * ACTIVITY_LEVELS)
+        level = np.where(af > 0, np.clip(level, 1, ACTIVITY_LEVELS), 0).astype(np.uint8)
+        return np.ascontiguousarray((state << 6 | level).T)
+
+
+def classify(
+    stats: Mapping[str, np.ndarray], steps, thresholds: Thresholds = Thresholds()
+) -> Classification:
+    """Classifies every unit at every snapshot.
+
+    Args:
+      stats: stat name -> float array ``[T, U]``; needs ``active_fraction``
+        and ``mean_abs``; uses ``std`` and ``count`` when present.
+      steps: the T snapshot steps, ascending.
+      thresholds: definition, tau and constant_std to apply.
+
+    Raises:
+      KeyError: a required stat is missing.
+      ValueError: arrays of different shapes, or steps of another length.
+    """
+    af = np.asarray(stats["active_fraction"])
+    mean_abs = np.asarray(stats["mean_abs"], dtype=np.float64)
+    steps = np.asarray(steps, dtype=np.int64).reshape(-1)
+    if af.ndim != 2 or mean_abs.shape != af.shape or len(steps) != af.shape[0]:
+        raise ValueError(
+            f"stats must be [T, U] arrays for {len(steps)} steps; got "
+            f"{af.shape} and {mean_abs.shape}"
+        )
+    has_data = (
+        np.asarray(stats["count"]) > 0 if "count" in stats else np.ones(af.shape, bool)
+    )
+    dead = (af <= 0) & has_data
+    if "std" in stats:
+        dead |= constant_output(np.asarray(stats["std"]), has_data, thresholds)
+    score = dormant_score(mean_abs, has_data)
+    dormant = (score <= thresholds.tau) & has_data
+    return Classification(steps, thresholds, has_data, dead, dormant, score, af)
+
+
+def constant_output(std: np.ndarray, has_data: np.ndarray, thresholds: Thresholds):
+    """``[T, U]`` mask of units whose std is tiny relative to the layer's."""
+    varying = np.where(has_data & (std > 0), std, np.nan)
+    with np.errstate(all="ignore"):
+        typical = np.nanmedian(varying, axis=1, keepdims=True) if std.size else std
+    typical = np.nan_to_num(typical, nan=0.0)
+    return has_data & (std <= thresholds.constant_std * typical)
+
+
+def dormant_score(mean_abs: np.ndarray, has_data: np.ndarray) -> np.ndarray:
+    """ReDo score ``mean_abs_u / mean_j mean_abs_j``; NaN where no data."""
+    masked = np.where(has_data, mean_abs, 0.0)
+    n = has_data.sum(axis=1, keepdims=True)
+    layer_mean = masked.sum(axis=1, keepdims=True) / np.maximum(n, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = np.where(layer_mean > 0, masked / layer_mean, 0.0)
+    return np.where(has_data, score, np.nan).astype(np.float32)
+
+
+def died_at_index(mask: np.ndarray, has_data: np.ndarray) -> np.ndarray:
+    """Per unit, the snapshot index from which ``mask`` holds at every
+    snapshot with data to the end; -1 where it does not hold at the last one.
+    """
+    t = mask.shape[0]
+    if t == 0:
+        return np.full(mask.shape[1], -1, dtype=np.int64)
+    alive = has_data & ~mask
+    idx = np.arange(t)[:, None]
+    last_alive = np.where(alive.any(axis=0), np.where(alive, idx, -1).max(axis=0), -1)
+    after = has_data & (idx > last_alive[None, :])
+    return np.where(after.any(axis=0), after.argmax(axis=0), -1)
+
+
+def revived(mask: np.ndarray, has_data: np.ndarray) -> np.ndarray:
+    """Per unit: ``mask`` held at some snapshot and not at a later one with data."""
+    if mask.shape[0] == 0:
+        return np.zeros(mask.shape[1], dtype=bool)
+    idx = np.arange(mask.shape[0])[:, None]
+    first_dead = np.where(mask.any(axis=0), mask.argmax(axis=0), mask.shape[0])
+    last_alive = np.where(has_data & ~mask, idx, -1).max(axis=0)
+    return last_alive > first_dead
+
+
+def dying(
+    active_fraction: np.ndarray,
+    mask: np.ndarray,
+    has_data: np.ndarray,
+    window: int = DYING_WINDOW,
+) -> np.ndarray:
+    """Per unit: active share falling towards zero over the last snapshots."""
+    t, u = mask.shape
+    w = min(window, t)
+    if w < DYING_MIN_SNAPSHOTS:
+        return np.zeros(u, dtype=bool)
+    af = np.asarray(active_fraction[-w:], dtype=np.float64)
+    x = np.arange(w) - (w - 1) / 2.0
+    slope = (x[:, None] * af).sum(axis=0) / (x * x).sum()
+    fit_last = af.mean(axis=0) + slope * x[-1]
+    return (
+        has_data[-w:].all(axis=0)
+        & ~mask[-1]
+        & (slope < 0)
+        & (af[-1] <= 0.5 * af[0])
+        & (fit_last + slope * w <= 0)
+    )

@@ -1,0 +1,279 @@
+"""Reads snapshot series through a TensorBoard data provider (numpy only).
+
+Every consumer (plugin routes, ``tb-deadneurons report``) reads here, so odd
+data is judged once. Nothing here raises on bad data: it becomes a warning
+naming run, tag and step, and the snapshot (or row) is skipped:
+
+- a snapshot whose unit count differs from the series' first snapshot;
+- a tensor that is not ``uint8 [len(stat_names), units]``;
+- a snapshot whose ``count`` row is 0 for every unit (an empty probe batch);
+- a row whose encoding this version cannot decode (that row is dropped);
+- metadata of a newer version (read anyway, with a warning) or unparsable
+  metadata (the series is skipped).
+
+Units with ``count == 0`` in an otherwise valid snapshot stay in: analysis
+treats them as "no data".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import NamedTuple
+
+import numpy as np
+from tensorboard import errors
+from tensorboard.data import provider as provider_lib
+
+from tb_deadneurons import codec, metadata
+from tb_deadneurons.proto import plugin_data_pb2
+
+_REVIVAL = plugin_data_pb2.DeadNeuronsPluginData.REVIVAL
+# Warnings kept per series; the rest are counted in one closing line.
+MAX_WARNINGS = 20
+# Loss series searched, in order: (tag, step unit, source).
+LOSS_TAGS = (
+    ("deadneurons/loss", "batch", "deadneurons"),
+    ("batch_loss", "batch", "scalars"),
+    ("epoch_loss", "epoch", "scalars"),
+    ("loss", "unknown", "scalars"),
+)
+
+
+class _Stats(Mapping):
+    """Stat name -> float32 ``[T, U]``, decoded from the codes on first use."""
+
+    def __init__(self, codes: np.ndarray, luts: dict[str, tuple[int, np.ndarray]]):
+        self._codes, self._luts, self._cache = codes, luts, {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._cache:
+            row, lut = self._luts[name]
+            self._cache[name] = lut[self._codes[:, row, :]]
+        return self._cache[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._luts)
+
+    def __len__(self) -> int:
+        return len(self._luts)
+
+    def codes(self, name: str) -> np.ndarray:
+        """The raw ``uint8 [T, U]`` codes of one row."""
+        return self._codes[:, self._luts[name][0], :]
+
+
+@dataclasses.dataclass
+class Series:
+    """One layer's readable snapshots.
+
+    ``steps`` is int64 ``[T]``; ``stats`` maps stat name -> float32 ``[T, U]``
+    (lazily decoded, see ``analysis.classify``); ``units`` is the first
+    snapshot's unit count (0 without snapshots).
+    """
+
+    run: str
+    tag: str
+    steps: np.ndarray
+    stats: _Stats
+    units: int
+    meta: plugin_data_pb2.DeadNeuronsPluginData
+    warnings: list[str]
+
+
+class Layer(NamedTuple):
+    """A snapshot series as listed: its metadata and its newest step/time."""
+
+    meta: plugin_data_pb2.DeadNeuronsPluginData
+    max_step: int
+    max_wall_time: float
+
+
+def _where(run: str, tag: str, step=None) -> str:
+    return f"run {run}, tag {tag}" + ("" if step is None else f", step {step}")
+
+
+def _capped(warnings: list[str], run: str, tag: str) -> list[str]:
+    if len(warnings) <= MAX_WARNINGS:
+        return warnings
+    extra = len(warnings) - MAX_WARNINGS
+    return warnings[:MAX_WARNINGS] + [f"{_where(run, tag)}: {extra} more warnings"]
+
+
+def parse_series_metadata(run: str, tag: str, content: bytes):
+    """(parsed metadata or None, warnings) for a series' plugin content."""
+    try:
+        meta = metadata.parse_plugin_metadata(content)
+    except metadata.MetadataError as e:
+        return None, [f"{_where(run, tag)}: unreadable metadata ({e}); skipped"]
+    if meta.version > metadata.PROTO_VERSION:
+        return meta, [
+            f"{_where(run, tag)}: metadata version {meta.version} is newer than "
+            f"{metadata.PROTO_VERSION}; read as version {metadata.PROTO_VERSION}"
+        ]
+    return meta, []
+
+
+def decode_series(run: str, tag: str, meta, data) -> Series:
+    """Builds a ``Series`` from ``TensorDatum``s (see module docstring)."""
+    warnings = []
+    names = list(meta.stat_names)
+    luts = {}
+    for i, (name, enc) in enumerate(zip(names, meta.encodings, strict=True)):
+        try:
+            luts[name] = (i, codec.decode(np.arange(256), enc).astype(np.float32))
+        except ValueError as e:
+            warnings.append(
+                f"{_where(run, tag)}: stat {name} not decodable ({e}); dropped"
+            )
+    kept, steps, units = [], [], None
+    for datum in data:
+        arr = datum.numpy
+        problem = None
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 2:
+            shape = getattr(arr, "shape", "?")
+            dtype = getattr(arr, "dtype", type(arr).__name__)
+            problem = f"tensor {dtype} {tuple(shape)}, expected uint8 [stats, units]"
+        elif arr.shape[0] != len(names):
+            problem = f"{arr.shape[0]} stat rows, metadata names {len(names)}"
+        elif arr.shape[1] == 0:
+            problem = "no units"
+        elif units is not None and arr.shape[1] != units:
+            problem = f"{arr.shape[1]} units, expected {units}"
+        elif metadata.COUNT in luts and not arr[luts[metadata.COUNT][0]].any():
+            problem = "no samples behind the snapshot (count 0 for every unit)"
+        if problem:
+            warnings.append(f"{_where(run, tag, datum.step)}: {problem}; skipped")
+            continue
+        units = arr.shape[1] if units is None else units
+        kept.append(arr)
+        steps.append(datum.step)
+    codes = np.stack(kept) if kept else np.zeros((0, len(names), 0), np.uint8)
+    return Series(
+        run=run,
+        tag=tag,
+        steps=np.asarray(steps, dtype=np.int64),
+        stats=_Stats(codes, luts),
+        units=units or 0,
+        meta=meta,
+        warnings=_capped(warnings, run, tag),
+    )
+
+
+class Reader:
+    """Reads one experiment's snapshot series through a ``DataProvider``.
+
+    ``downsample`` is the number of snapshots asked for per series (pass a
+    large number for all of them).
+    """
+
+    def __init__(self, data_provider, experiment_id: str, ctx=None, downsample=1000):
+        self._provider = data_provider
+        self._eid = experiment_id
+        self._ctx = ctx
+        self._downsample = downsample
+
+    def _list(self, run_tag_filter=None):
+        return self._provider.list_tensors(
+            self._ctx,
+            experiment_id=self._eid,
+            plugin_name=metadata.PLUGIN_NAME,
+            run_tag_filter=run_tag_filter,
+        )
+
+    def layers(self, run: str | None = None):
+        """({run: {tag: Layer}} of readable snapshot series, warnings).
+
+        Runs and tags are sorted by name; revival series are left out.
+        """
+        listing = self._list(provider_lib.RunTagFilter(runs=[run]) if run else None)
+        result, warnings = {}, []
+        for r in sorted(listing):
+            for tag in sorted(listing[r]):
+                ts = listing[r][tag]
+                meta, w = parse_series_metadata(r, tag, ts.plugin_content)
+                warnings += w
+                if meta is not None and meta.kind != _REVIVAL:
+                    layer = Layer(meta, ts.max_step, ts.max_wall_time)
+                    result.setdefault(r, {})[tag] = layer
+        return result, warnings
+
+    def series(self, run: str, tag: str, downsample: int | None = None) -> Series:
+        """The snapshots of one layer.
+
+        Raises:
+          tensorboard.errors.NotFoundError: no such run/tag snapshot series,
+            or its metadata is unreadable.
+        """
+        listing = self._list(provider_lib.RunTagFilter(runs=[run], tags=[tag]))
+        if tag not in listing.get(run, {}):
+            raise errors.NotFoundError(
+                f"no snapshot series for run {run!r}, tag {tag!r}"
+            )
+        meta, warnings = parse_series_metadata(
+            run, tag, listing[run][tag].plugin_content
+        )
+        if meta is None or meta.kind == _REVIVAL:
+            raise errors.NotFoundError(
+                f"run {run!r}, tag {tag!r} is not a readable snapshot series"
+                + (f": {warnings[0]}" if warnings else "")
+            )
+        data = self._provider.read_tensors(
+            self._ctx,
+            experiment_id=self._eid,
+            plugin_name=metadata.PLUGIN_NAME,
+            downsample=downsample or self._downsample,
+            run_tag_filter=provider_lib.RunTagFilter(runs=[run], tags=[tag]),
+        )
+        series = decode_series(run, tag, meta, data.get(run, {}).get(tag, []))
+        series.warnings[:0] = warnings
+        return series
+
+    def revivals(self, run: str, tag: str) -> list[dict]:
+        """Logged re-initialisations of layer ``tag``: ``[{"step", "units"}]``."""
+        rtag = metadata.revival_tag(tag)
+        data = self._provider.read_tensors(
+            self._ctx,
+            experiment_id=self._eid,
+            plugin_name=metadata.PLUGIN_NAME,
+            downsample=self._downsample,
+            run_tag_filter=provider_lib.RunTagFilter(runs=[run], tags=[rtag]),
+        )
+        result = []
+        for datum in data.get(run, {}).get(rtag, []):
+            units = np.asarray(datum.numpy).reshape(-1)
+            if np.issubdtype(units.dtype, np.integer):
+                result.append({"step": int(datum.step), "units": units.tolist()})
+        return result
+
+    def loss(self, run: str, downsample: int = 1000):
+        """(tag, step unit, source, steps, values) of the run's loss, or None."""
+        listings = {
+            plugin: self._provider.list_scalars(
+                self._ctx,
+                experiment_id=self._eid,
+                plugin_name=plugin,
+                run_tag_filter=provider_lib.RunTagFilter(runs=[run]),
+            ).get(run, {})
+            for plugin in (metadata.PLUGIN_NAME, "scalars")
+        }
+        for tag, unit, source in LOSS_TAGS:
+            for plugin, listing in listings.items():
+                if tag not in listing:
+                    continue
+                data = self._provider.read_scalars(
+                    self._ctx,
+                    experiment_id=self._eid,
+                    plugin_name=plugin,
+                    downsample=downsample,
+                    run_tag_filter=provider_lib.RunTagFilter(runs=[run], tags=[tag]),
+                )
+                points = data.get(run, {}).get(tag, [])
+                steps = [p.step for p in points]
+                return tag, unit, source, steps, [float(p.value) for p in points]
+        return None
+
+    def runs(self) -> list[str]:
+        """Names of every run of the experiment, sorted."""
+        runs = self._provider.list_runs(self._ctx, experiment_id=self._eid)
+        return sorted(r.run_name for r in runs)
