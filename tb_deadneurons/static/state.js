@@ -1,0 +1,60 @@
+// The one place the dashboard's state lives. Views read it and draw; only
+// app.js changes it, through `update`.
+
+export function createStore(initial) {
+  let state = initial;
+  const listeners = new Set();
+  return {
+    get: () => state,
+    /** Shallow-merges `patch` (or the result of `patch(state)`) and notifies. */
+    update(patch) {
+      const next = typeof patch === "function" ? patch(state) : patch;
+      state = { ...state, ...next };
+      for (const listener of listeners) listener(state);
+    },
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+}
+
+export const TAU_PRESETS = [0, 0.025, 0.1];
+
+export function initialState() {
+  return {
+    runs: null, // [{run, layers: [...]}] from ./runs
+    runsError: null, // RequestError of the last ./runs
+    runsWarnings: [],
+    updatedAt: null,
+    selectedRuns: [], // run names
+    selectedLayers: [], // layer keys (see layerKey)
+    filter: "",
+    definition: "dead",
+    tau: 0.1,
+    order: "died", // heat map rows: "died" (by died-at step) or "index"
+    live: true,
+    timelines: new Map(), // layer key -> {status, params, data, matrix, error}
+    losses: new Map(), // run -> {status, data, error}
+    selectedUnits: new Map(), // layer key -> unit index
+    units: new Map(), // unit key -> {status, data, error}
+  };
+}
+
+export function layerKey(run, tag) {
+  return `${run}\u0000${tag}`;
+}
+
+export function splitLayerKey(key) {
+  const i = key.indexOf("\u0000");
+  return { run: key.slice(0, i), tag: key.slice(i + 1) };
+}
+
+export function unitKey(run, tag, unit, params) {
+  return `${run}\u0000${tag}\u0000${unit}\u0000${params}`;
+}
+
+/** The query parameters that decide a timeline's content. */
+export function thresholdKey(state) {
+  return `${state.definition}|${state.tau}`;
+}
