@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
 import numpy as np
-from tensorboard import errors
+from tensorboard import context, errors
 from tensorboard.data import provider as provider_lib
 
 from tb_deadneurons import codec, metadata
@@ -170,7 +170,7 @@ class Reader:
     def __init__(self, data_provider, experiment_id: str, ctx=None, downsample=1000):
         self._provider = data_provider
         self._eid = experiment_id
-        self._ctx = ctx
+        self._ctx = ctx if ctx is not None else context.RequestContext()
         self._downsample = downsample
 
     def _list(self, run_tag_filter=None):
