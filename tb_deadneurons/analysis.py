@@ -10,7 +10,8 @@ such a mapping.
 Definitions (per snapshot t, unit u; "with data" means ``count > 0``):
 
 - dead: ``active_fraction == 0`` (never |a| > epsilon on the probe), or a
-  constant output: ``std <= constant_std * median std`` of the layer's units
+  constant output: ``std <= constant_std * median std`` (lower median) of the
+  layer's units
   with data and nonzero std at that snapshot (``std == 0`` when no unit
   varies). ``constant_std`` defaults to 1e-3: a unit whose output varies a
   thousand times less than its neighbours' is effectively a bias (saturated
@@ -176,10 +177,12 @@ def classify(
 
 def constant_output(std: np.ndarray, has_data: np.ndarray, thresholds: Thresholds):
     """``[T, U]`` mask of units whose std is tiny relative to the layer's."""
-    varying = np.where(has_data & (std > 0), std, np.nan)
-    with np.errstate(all="ignore"):
-        typical = np.nanmedian(varying, axis=1, keepdims=True) if std.size else std
-    typical = np.nan_to_num(typical, nan=0.0)
+    varying = has_data & (std > 0)
+    n = varying.sum(axis=1)
+    ordered = np.sort(np.where(varying, std, np.inf), axis=1)
+    # The lower median of the varying units' std; 0 where no unit varies.
+    middle = np.maximum(n - 1, 0)[:, None] // 2
+    typical = np.where(n[:, None] > 0, np.take_along_axis(ordered, middle, axis=1), 0)
     return has_data & (std <= thresholds.constant_std * typical)
 
 

@@ -1,0 +1,176 @@
+"""Classification rules of tb_deadneurons.analysis (numpy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tb_deadneurons import analysis, codec, metadata, summary
+
+
+def _stats(af, mean_abs=None, std=None, count=None):
+    af = np.asarray(af, dtype=np.float64)
+    return {
+        "active_fraction": af,
+        "mean_abs": np.asarray(mean_abs if mean_abs is not None else af + 0.0),
+        "std": np.asarray(std if std is not None else np.where(af > 0, 0.5, 0.0)),
+        "count": np.asarray(count if count is not None else np.full(af.shape, 64.0)),
+    }
+
+
+def _decoded_snapshot(data, **kwargs):
+    """A snapshot through the real numpy writer and codec, as ``[1, U]`` rows."""
+    tensor = summary.snapshot_np(data, **kwargs)
+    plugin_data = metadata.create_summary_metadata(None, None)
+    content = metadata.parse_plugin_metadata(plugin_data.plugin_data.content)
+    return {k: v[None, :] for k, v in codec.decode_snapshot(tensor, content).items()}
+
+
+def test_never_active_relu_unit_is_dead_and_others_are_not():
+    rng = np.random.default_rng(0)
+    a = np.maximum(rng.normal(0.5, 1.0, (256, 6)), 0).astype(np.float32)
+    a[:, [1, 4]] = 0.0
+    result = analysis.classify(_decoded_snapshot(a), [0])
+    assert result.dead_now == [1, 4]
+
+
+def test_saturated_tanh_unit_is_dead_by_constant_output():
+    rng = np.random.default_rng(1)
+    pre = rng.normal(0.0, 1.0, (256, 5)).astype(np.float32)
+    pre[:, 3] += 40.0  # tanh pinned at +1: active everywhere, but constant
+    result = analysis.classify(_decoded_snapshot(np.tanh(pre)), [0])
+    assert result.dead_now == [3]
+    assert 3 not in result.dormant_now  # |a| = 1: large, not dormant
+
+
+def test_constant_output_test_is_relative_to_the_layer():
+    std = np.array([[1e-7, 2e-7, 1.5e-7, 1e-12]])
+    result = analysis.classify(_stats(np.ones((1, 4)), std=std), [0])
+    assert result.dead_now == [3]
+
+
+def test_constant_std_threshold_is_a_parameter():
+    std = np.array([[1.0, 1.0, 1.0, 0.05]])
+    stats = _stats(np.ones((1, 4)), std=std)
+    assert analysis.classify(stats, [0]).dead_now == []
+    loose = analysis.Thresholds(constant_std=0.1)
+    assert analysis.classify(stats, [0], loose).dead_now == [3]
+
+
+def test_low_magnitude_unit_is_tau_dormant_but_not_dead():
+    mean_abs = np.array([[1.0, 1.0, 1.0, 0.05]])
+    result = analysis.classify(_stats(np.ones((1, 4)), mean_abs=mean_abs), [0])
+    assert result.dormant_now == [3]
+    assert result.dead_now == []
+    assert result.score[0, 3] == pytest.approx(0.05 / 0.7625, rel=1e-5)
+
+
+def test_tau_zero_counts_only_zero_output_as_dormant():
+    mean_abs = np.array([[1.0, 0.0, 0.01]])
+    stats = _stats(np.array([[1.0, 0.0, 1.0]]), mean_abs=mean_abs)
+    assert analysis.classify(stats, [0], analysis.Thresholds(tau=0.0)).dormant_now == [
+        1
+    ]
+    assert analysis.classify(stats, [0], analysis.Thresholds(tau=0.1)).dormant_now == [
+        1,
+        2,
+    ]
+
+
+def test_died_at_is_first_step_of_the_final_dead_stretch():
+    af = np.array([[0.5, 0.0], [0.0, 0.5], [0.5, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    result = analysis.classify(_stats(af), [0, 10, 20, 30, 40])
+    assert result.died_at() == [30, 20]
+    assert result.dead_count == [1, 1, 1, 2, 2]
+
+
+def test_unit_dead_then_active_again_is_revived_without_died_at():
+    af = np.array([[0.5, 0.5], [0.0, 0.5], [0.0, 0.5], [0.4, 0.5]])
+    result = analysis.classify(_stats(af), [0, 1, 2, 3])
+    assert result.revived().tolist() == [True, False]
+    assert result.died_at() == [None, None]
+
+
+def test_unit_dead_from_the_first_snapshot_died_at_first_step():
+    result = analysis.classify(_stats(np.zeros((3, 1))), [5, 6, 7])
+    assert result.died_at() == [5]
+    assert result.revived().tolist() == [False]
+
+
+def test_snapshot_without_data_for_a_unit_does_not_break_its_dead_stretch():
+    af = np.array([[0.5], [0.0], [0.0], [0.0]])
+    count = np.array([[64.0], [64.0], [0.0], [64.0]])
+    result = analysis.classify(_stats(af, count=count), [0, 1, 2, 3])
+    assert result.died_at() == [1]
+    assert result.dead_count == [0, 1, 0, 1]
+    assert result.has_data[:, 0].tolist() == [True, True, False, True]
+
+
+def test_matrix_cells_pack_state_and_activity():
+    af = np.array([[1.0, 0.0, 0.004, 0.5, 0.5]])
+    mean_abs = np.array([[1.0, 0.0, 1.0, 0.01, 1.0]])
+    count = np.array([[64.0, 64.0, 64.0, 64.0, 0.0]])
+    result = analysis.classify(_stats(af, mean_abs, count=count), [0])
+    matrix = result.matrix()
+    assert matrix.shape == (5, 1) and matrix.dtype == np.uint8
+    assert matrix[:, 0].tolist() == [
+        63,  # active, always on
+        2 << 6,  # dead, activity 0
+        1,  # active; a nonzero share never rounds to 0
+        1 << 6 | 32,  # dormant, round(0.5 * 63)
+        3 << 6,  # no data
+    ]
+
+
+def test_unit_with_active_share_falling_towards_zero_is_dying():
+    t = np.arange(8)
+    af = np.stack([0.8 - 0.1 * t, np.full(8, 0.6), np.zeros(8)], axis=1)
+    af = np.clip(af, 0.01, None)
+    af[:, 2] = 0.0
+    result = analysis.classify(_stats(af), t * 10)
+    assert result.dying().tolist() == [True, False, False]
+
+
+def test_fewer_than_three_snapshots_mark_nothing_dying():
+    af = np.array([[0.8], [0.05]])
+    assert analysis.classify(_stats(af), [0, 1]).dying().tolist() == [False]
+
+
+def test_dormant_definition_dates_deaths_by_dormancy():
+    mean_abs = np.array([[1.0, 1.0, 1.0], [1.0, 1.0, 0.01], [1.0, 1.0, 0.01]])
+    stats = _stats(np.ones((3, 3)), mean_abs=mean_abs)
+    dead = analysis.classify(stats, [0, 1, 2])
+    dormant = analysis.classify(stats, [0, 1, 2], analysis.Thresholds("dormant"))
+    assert dead.died_at() == [None, None, None]
+    assert dormant.died_at() == [None, None, 1]
+
+
+def test_layer_with_zero_output_everywhere_is_all_dead_and_dormant():
+    result = analysis.classify(_stats(np.zeros((1, 3))), [0])
+    assert result.dead_now == [0, 1, 2]
+    assert result.dormant_now == [0, 1, 2]
+
+
+def test_no_snapshots_give_empty_answers():
+    result = analysis.classify(_stats(np.zeros((0, 4))), [])
+    assert result.dead_now == [] and result.dead_count == []
+    assert result.died_at() == [None] * 4
+    assert result.matrix().shape == (4, 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"definition": "gone"}, {"tau": -1.0}, {"constant_std": float("nan")}]
+)
+def test_thresholds_reject_bad_values(kwargs):
+    with pytest.raises(ValueError):
+        analysis.Thresholds(**kwargs)
+
+
+def test_thresholds_are_reported_as_used():
+    t = analysis.Thresholds(definition="dormant", tau=0.025, epsilon=0.5)
+    assert t.as_dict() == {
+        "definition": "dormant",
+        "tau": 0.025,
+        "epsilon": 0.5,
+        "constant_std": analysis.DEFAULT_CONSTANT_STD,
+    }
