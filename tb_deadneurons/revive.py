@@ -1,0 +1,323 @@
+"""Revive dead units of a Keras 3 model (ReDo, Sokar et al. 2023).
+
+``revive(model, layer, units, optimizer)`` re-initialises the incoming weights
+of ``units`` with the layer's own kernel initializer (fresh draw), zeroes their
+bias, zeroes their outgoing weights in every layer that consumes them and, when
+``optimizer`` is given, zeroes the optimizer's slot variables (Adam's m and v,
+SGD momentum, ...) of exactly the weight entries it changed. Because the
+outgoing weights are zero, the model computes the same outputs right after.
+
+Supported: ``Dense`` and ``Conv1D/2D/3D`` (either ``data_format``) producers
+with an element-wise activation, inside a functional or ``Sequential`` model
+(its layer order is its graph), followed by any chain of element-wise layers
+(Dropout family, Activation, ReLU, LeakyReLU, ELU, PReLU, ...), pooling and
+global pooling over the non-unit axes, and Flatten, ending in ``Dense`` or
+``Conv`` (groups=1) consumers. Everything else - normalisation, merges,
+reshapes, custom or nested layers, a path to a model output, shared layers -
+raises ``ValueError`` before anything is changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+_ELEMENTWISE_ACTIVATIONS = frozenset(
+    "linear relu relu6 leaky_relu elu selu gelu tanh sigmoid hard_sigmoid "
+    "hard_silu hard_swish silu swish softplus softsign exponential mish celu "
+    "log_sigmoid sparse_plus squareplus tanh_shrink hard_tanh soft_shrink "
+    "hard_shrink threshold".split()
+)
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+_LAYER_KINDS = {
+    "dense": "Dense",
+    "conv": "Conv1D Conv2D Conv3D",
+    "elementwise": "Dropout SpatialDropout1D SpatialDropout2D SpatialDropout3D "
+    "GaussianNoise GaussianDropout AlphaDropout Identity ActivityRegularization "
+    "ReLU LeakyReLU ELU PReLU",
+    "pooling": "MaxPooling1D MaxPooling2D MaxPooling3D AveragePooling1D "
+    "AveragePooling2D AveragePooling3D GlobalMaxPooling1D GlobalMaxPooling2D "
+    "GlobalMaxPooling3D GlobalAveragePooling1D GlobalAveragePooling2D "
+    "GlobalAveragePooling3D",
+    "norm": "BatchNormalization LayerNormalization GroupNormalization "
+    "UnitNormalization RMSNormalization",
+}
+
+
+def _layer_sets(keras) -> dict[str, tuple]:
+    return {
+        kind: tuple(getattr(keras.layers, n) for n in names.split())
+        for kind, names in _LAYER_KINDS.items()
+    }
+
+
+def _is(layer, kinds) -> bool:
+    # Exact types: a subclass may override call() and break the index mapping.
+    return type(layer) in kinds
+
+
+def _activation_name(fn) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def _graph(model):
+    """The functional graph of ``model`` (a Sequential's is its layer chain)."""
+    keras = _keras()
+    graph = model._functional if isinstance(model, keras.Sequential) else model
+    if graph is None or not hasattr(graph, "_nodes"):
+        raise ValueError(
+            f"model {model.name!r} has no layer graph (build it with an Input, "
+            "or use a functional/Sequential model)"
+        )
+    return graph
+
+
+def _nodes_in(graph, layer) -> list:
+    from keras.src.ops.function import make_node_key
+
+    return [
+        node
+        for i, node in enumerate(layer._inbound_nodes)
+        if make_node_key(layer, i) in graph._nodes
+    ]
+
+
+def _single_node(graph, layer):
+    nodes = _nodes_in(graph, layer)
+    if len(nodes) != 1:
+        raise ValueError(
+            f"layer {layer.name!r} is called {len(nodes)} times in the model; "
+            "shared layers are not supported"
+        )
+    return nodes[0]
+
+
+def _dims(tensor) -> tuple[int, ...]:
+    # Unknown non-batch sizes become 1: masks are constant along them.
+    return tuple(1 if d is None else int(d) for d in tensor.shape[1:])
+
+
+def _profile(mask: np.ndarray, axis: int, layer) -> np.ndarray:
+    """The unit profile of ``mask`` along ``axis``; raises if it mixes units."""
+    others = tuple(a for a in range(mask.ndim) if a != axis % mask.ndim)
+    profile = mask.any(axis=others)
+    if not np.array_equal(mask.all(axis=others), profile):
+        raise ValueError(
+            f"layer {layer.name!r} mixes revived and other units on axis {axis}"
+        )
+    return profile
+
+
+def _channel_axis(layer) -> int:
+    fmt = getattr(layer, "data_format", "channels_last")
+    return 0 if fmt == "channels_first" else -1
+
+
+def _kernel_and_bias(layer):
+    keras = _keras()
+    if getattr(layer, "lora_enabled", False) or getattr(
+        layer, "quantization_mode", None
+    ):
+        raise ValueError(f"layer {layer.name!r} is LoRA-enabled or quantized")
+    kernel = layer.kernel
+    bias = layer.bias if getattr(layer, "use_bias", False) else None
+    expected = [w for w in (kernel, bias) if w is not None]
+    if not isinstance(kernel, keras.Variable) or len(layer.weights) != len(expected):
+        raise ValueError(f"layer {layer.name!r} has weights other than kernel/bias")
+    return kernel, bias
+
+
+def _plan_outgoing(graph, out, mask: np.ndarray, sets, edits: list) -> None:
+    """Appends ``(variable, bool mask)`` zero-edits for what ``out`` feeds."""
+    if any(out is t for t in graph._outputs):
+        raise ValueError(
+            f"revived units reach model output {out._keras_history.operation.name!r}"
+            " without a weighted layer in between"
+        )
+    for node in list(out._keras_history.operation._outbound_nodes):
+        layer = node.operation
+        if not any(t is out for t in node.arguments.keras_tensors) or not any(
+            node is n for n in _nodes_in(graph, layer)
+        ):
+            continue  # another output of a shared layer, or outside this model
+        if len(node.arguments.keras_tensors) != 1:
+            raise ValueError(f"revived units feed merge layer {layer.name!r}")
+        if len(node.outputs) != 1:
+            raise ValueError(f"revived units feed multi-output layer {layer.name!r}")
+        nxt = node.outputs[0]
+        if _is(layer, sets["norm"]):
+            raise ValueError(
+                f"revived units feed normalisation layer {layer.name!r}; "
+                "its statistics would change"
+            )
+        if _is(layer, sets["elementwise"]) or (
+            _is(layer, (_keras().layers.Activation,))
+            and _activation_name(layer.activation) in _ELEMENTWISE_ACTIVATIONS
+        ):
+            _plan_outgoing(graph, nxt, mask, sets, edits)
+        elif _is(layer, sets["pooling"]):
+            axis = _channel_axis(layer)
+            profile = _profile(mask, axis, layer)
+            shape = _dims(nxt)
+            view = [1] * len(shape)
+            view[axis] = profile.size
+            new = np.broadcast_to(profile.reshape(view), shape)
+            _plan_outgoing(graph, nxt, np.array(new), sets, edits)
+        elif _is(layer, (_keras().layers.Flatten,)):
+            if any(d is None for d in out.shape[1:]):
+                raise ValueError(f"Flatten {layer.name!r} input has unknown size")
+            if _channel_axis(layer) == 0 and mask.ndim > 1:
+                mask = np.moveaxis(mask, 0, -1)  # what Flatten does to its input
+            _plan_outgoing(graph, nxt, mask.reshape(-1), sets, edits)
+        elif _is(layer, sets["dense"]) or (
+            _is(layer, sets["conv"]) and layer.groups == 1
+        ):
+            _single_node(graph, layer)
+            kernel, _ = _kernel_and_bias(layer)
+            axis = -1 if _is(layer, sets["dense"]) else _channel_axis(layer)
+            rows = _profile(mask, axis, layer)
+            zero = np.zeros(kernel.shape, dtype=bool)
+            zero[..., rows, :] = True
+            edits.append((kernel, zero, None))
+        else:
+            raise ValueError(
+                f"revived units feed layer {layer.name!r} "
+                f"({type(layer).__name__}), which revive() does not support"
+            )
+
+
+def _slot_lists(optimizer) -> list:
+    """Per-variable lists of optimizer slots, with an ``is_average`` flag."""
+    keras = _keras()
+    found = []
+    for opt in (optimizer, getattr(optimizer, "inner_optimizer", None)):
+        if opt is None or not getattr(opt, "built", False):
+            continue
+        n = len(opt._trainable_variables)
+        for name, value in vars(opt).items():
+            if name in ("_variables", "_trainable_variables") or not isinstance(
+                value, (list, tuple)
+            ):
+                continue
+            if len(value) == n and all(
+                v is None or isinstance(v, keras.Variable) for v in value
+            ):
+                found.append((opt, value, name == "_model_variables_moving_average"))
+    return found
+
+
+def _fresh_initializer(init):
+    # An unseeded Keras initializer replays one seed: a revived unit would get
+    # its first weights back. Draw a new seed from numpy's global state so
+    # keras.utils.set_random_seed still makes runs reproducible.
+    if hasattr(init, "get_config") and "seed" in init.get_config():
+        seed = int(np.random.randint(0, 2**31 - 1))
+        return type(init).from_config({**init.get_config(), "seed": seed})
+    return init
+
+
+def revive(model, layer, units: Iterable[int], optimizer=None) -> list[int]:
+    """Re-initialises ``units`` of ``layer`` so that ``model``'s outputs stay put.
+
+    Args:
+      model: a built functional or ``Sequential`` Keras 3 model.
+      layer: a top-level ``Dense`` or ``Conv1D/2D/3D`` layer of ``model``, or
+        its name.
+      units: indices of the units (Dense) or channels (Conv) to revive.
+      optimizer: if given, its slot variables for the changed weight entries
+        are reset (moments to zero; an EMA copy to the new weights).
+
+    Returns:
+      The sorted, de-duplicated unit indices that were revived.
+
+    Raises:
+      ValueError: an unknown layer, a unit out of range, or a topology that
+        cannot be handled safely (the message names the layer). Nothing is
+        changed when it is raised.
+    """
+    keras = _keras()
+    sets = _layer_sets(keras)
+    graph = _graph(model)
+    if isinstance(layer, str):
+        layer = model.get_layer(layer)
+    if not any(layer is op for op in graph._operations):
+        raise ValueError(f"layer {layer.name!r} is not a top-level layer of the model")
+    if not (_is(layer, sets["dense"]) or _is(layer, sets["conv"])):
+        raise ValueError(
+            f"layer {layer.name!r} ({type(layer).__name__}) is not Dense or "
+            "Conv1D/2D/3D"
+        )
+    if _activation_name(layer.activation) not in _ELEMENTWISE_ACTIVATIONS:
+        raise ValueError(
+            f"layer {layer.name!r} has activation "
+            f"{_activation_name(layer.activation)!r}, which is not element-wise"
+        )
+    kernel, bias = _kernel_and_bias(layer)
+    n_units = int(kernel.shape[-1])
+    units = list(units)
+    if not all(
+        isinstance(u, (int, np.integer)) and not isinstance(u, bool) for u in units
+    ):
+        raise ValueError(f"units must be integers; got {units!r}")
+    chosen = sorted({int(u) for u in units})
+    if chosen and not (0 <= chosen[0] and chosen[-1] < n_units):
+        raise ValueError(f"units {chosen} out of range for {n_units} units")
+
+    node = _single_node(graph, layer)
+    out = node.outputs[0]
+    axis = -1 if _is(layer, sets["dense"]) else _channel_axis(layer)
+    mask = np.zeros(_dims(out), dtype=bool)
+    index = [slice(None)] * mask.ndim
+    index[axis] = chosen
+    mask[tuple(index)] = True
+    edits: list = []
+    _plan_outgoing(graph, out, mask, sets, edits)
+
+    incoming = np.zeros(kernel.shape, dtype=bool)
+    incoming[..., chosen] = True
+    init = _fresh_initializer(layer.kernel_initializer)
+    fresh = keras.ops.convert_to_numpy(init(tuple(kernel.shape), dtype=kernel.dtype))
+    edits.append((kernel, incoming, fresh))
+    if bias is not None:
+        bias_mask = np.zeros(bias.shape, dtype=bool)
+        bias_mask[chosen] = True
+        edits.append((bias, bias_mask, None))
+
+    # Everything is validated; compute every new value, then assign.
+    assigns = []
+    new_values = {}
+    for var, where, fill in edits:
+        old = keras.ops.convert_to_numpy(var)
+        new = np.where(where, 0 if fill is None else fill, old).astype(old.dtype)
+        assigns.append((var, new))
+        new_values[id(var)] = new
+    if optimizer is not None:
+        slots = _slot_lists(optimizer)
+        for var, where, _ in edits:
+            for opt, lst, is_average in slots:
+                key = opt._var_key(var)
+                if key not in opt._trainable_variables_indices:
+                    continue
+                slot = lst[opt._trainable_variables_indices[key]]
+                if slot is None:
+                    continue
+                if tuple(slot.shape) != tuple(var.shape):
+                    raise ValueError(
+                        f"optimizer slot {slot.path!r} is factored "
+                        f"({tuple(slot.shape)} vs {tuple(var.shape)}); cannot "
+                        "reset single entries"
+                    )
+                old = keras.ops.convert_to_numpy(slot)
+                new = np.where(where, new_values[id(var)] if is_average else 0, old)
+                assigns.append((slot, new.astype(old.dtype)))
+    for var, new in assigns:
+        var.assign(new)
+    return chosen
