@@ -1,0 +1,309 @@
+"""Plugin routes over real event files, served by TensorBoard's own WSGI app."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+
+import numpy as np
+import pytest
+from tensorboard.backend import application
+from tensorboard.backend.event_processing import data_provider
+from tensorboard.backend.event_processing import plugin_event_multiplexer as pem
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.plugins import base_plugin
+from tensorboard.util import tensor_util
+from werkzeug.test import Client
+
+from tb_deadneurons import metadata, plugin, summary
+from tb_deadneurons.proto import plugin_data_pb2
+from tests.support import EventWriter, relu_batch
+
+STEPS = list(range(0, 300, 10))
+BORN_DEAD = [2, 7]
+KILLED_AT = {11: 150, 13: 240}  # unit -> first step it is dead
+REVIVED = 4  # dead at steps 50..100, alive again from 110
+
+
+def _planted_dead(step: int) -> list[int]:
+    dead = BORN_DEAD + [u for u, s in KILLED_AT.items() if step >= s]
+    return dead + ([REVIVED] if 50 <= step <= 100 else [])
+
+
+def _raw(
+    tag: str, step: int, tensor: np.ndarray, content: bytes
+) -> summary_pb2.Summary:
+    meta = metadata.create_summary_metadata(None, None)
+    meta.plugin_data.content = content
+    s = summary_pb2.Summary()
+    s.value.add(tag=tag, metadata=meta, tensor=tensor_util.make_tensor_proto(tensor))
+    return s
+
+
+def write_logs(logdir: str) -> None:
+    rng = np.random.default_rng(7)
+    with EventWriter(os.path.join(logdir, "planted", "train")) as w:
+        for step in STEPS:
+            w.snapshot("dense", step, relu_batch(rng, 128, 16, _planted_dead(step)))
+            pre = rng.normal(0.0, 1.0, (128, 6)).astype(np.float32)
+            pre[:, 1] += 40.0  # saturated: constant +1
+            w.snapshot("tanh", step, np.tanh(pre), activation="tanh")
+            w.scalar("batch_loss", step, 2.0 / (1 + step))
+        w.add(110, summary.revivals_pb("dense", [REVIVAL_UNIT]))
+    good = metadata.create_summary_metadata(None, None).plugin_data.content
+    with EventWriter(os.path.join(logdir, "odd")) as w:
+        for step in range(5):
+            w.snapshot("dense", step, relu_batch(rng, 32, 8, [0]))
+        w.snapshot("dense", 5, relu_batch(rng, 32, 9))  # unit count changed
+        w.snapshot("dense", 6, np.zeros((0, 8), np.float32))  # empty batch
+        w.add(7, _raw("dense", 7, np.zeros((7, 8), np.float32), good))  # dtype
+        w.add(8, _raw("dense", 8, np.zeros((3, 8), np.uint8), good))  # rows
+        no_data = relu_batch(rng, 32, 8, [0])
+        no_data[:, 3] = np.nan  # unit 3 has no finite value at step 9
+        w.snapshot("dense", 9, no_data)
+        w.scalar("deadneurons/loss", 9, 0.5)
+        w.scalar("epoch_loss", 0, 0.7)
+    newer = plugin_data_pb2.DeadNeuronsPluginData()
+    newer.ParseFromString(good)
+    newer.version = metadata.PROTO_VERSION + 98
+    with EventWriter(os.path.join(logdir, "newer")) as w:
+        for step in range(3):
+            codes = summary.snapshot_np(relu_batch(rng, 32, 4, [1]))
+            w.add(step, _raw("dense", step, codes, newer.SerializeToString()))
+        w.scalar("accuracy", 0, 0.5)
+        w.add(3, _raw("broken", 3, codes, b"\xff\xff not a proto"))
+
+
+REVIVAL_UNIT = REVIVED
+
+
+def make_app(logdir: str, sampling_hints: dict | None = None):
+    """TensorBoard's WSGI app with our plugin over ``logdir`` (Python loader)."""
+    multiplexer = pem.EventMultiplexer(
+        tensor_size_guidance={metadata.PLUGIN_NAME: plugin.DEFAULT_SAMPLES}
+    )
+    multiplexer.AddRunsFromDirectory(logdir)
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, logdir)
+    context = base_plugin.TBContext(
+        data_provider=provider,
+        logdir=logdir,
+        multiplexer=multiplexer,
+        sampling_hints=sampling_hints or {},
+    )
+    the_plugin = plugin.DeadNeuronsLoader().load(context)
+    return application.TensorBoardWSGI([the_plugin], data_provider=provider)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    logdir = str(tmp_path_factory.mktemp("logs"))
+    write_logs(logdir)
+    return Client(make_app(logdir))
+
+
+def get(client, route: str, status: int = 200):
+    response = client.get("/data/plugin/deadneurons/" + route)
+    assert response.status_code == status, response.get_data(as_text=True)
+    return response.get_json() if status == 200 and route[:5] != "stati" else response
+
+
+def test_runs_lists_each_layer_with_units_snapshots_and_dead_now(client):
+    body = get(client, "runs")
+    runs = {r["run"]: r for r in body["runs"]}
+    assert list(runs) == sorted(runs)
+    dense, tanh = runs["planted/train"]["layers"]
+    assert dense["tag"] == "dense" and tanh["tag"] == "tanh"
+    assert dense["units"] == 16 and dense["snapshots"] == len(STEPS)
+    assert (dense["first_step"], dense["last_step"]) == (0, STEPS[-1])
+    assert dense["dead_now"] == len(_planted_dead(STEPS[-1]))
+    assert dense["dead_fraction_now"] == pytest.approx(4 / 16)
+    assert tanh["dead_now"] == 1 and tanh["activation"] == "tanh"
+    assert any("tag broken" in w for w in body["warnings"])
+
+
+def test_timeline_reports_exactly_the_planted_dead_units(client):
+    body = get(client, "timeline?run=planted/train&tag=dense")
+    assert body["steps"] == STEPS
+    assert body["dead_now"] == sorted(_planted_dead(STEPS[-1]))
+    assert body["dead_count"] == [len(_planted_dead(s)) for s in STEPS]
+    assert body["thresholds"]["definition"] == "dead"
+    assert body["thresholds"]["tau"] == 0.1
+
+
+def test_timeline_dates_units_killed_part_way_at_their_kill_step(client):
+    died_at = get(client, "timeline?run=planted/train&tag=dense")["died_at"]
+    expected = [None] * 16
+    for u in BORN_DEAD:
+        expected[u] = 0
+    for u, step in KILLED_AT.items():
+        expected[u] = step
+    assert died_at == expected
+
+
+def test_timeline_marks_a_unit_that_came_back_as_revived(client):
+    body = get(client, "timeline?run=planted/train&tag=dense")
+    assert [u for u, r in enumerate(body["revived"]) if r] == [REVIVED]
+    assert body["revivals"] == [{"step": 110, "units": [REVIVED]}]
+
+
+def test_timeline_matrix_is_base64_unit_major_cells(client):
+    body = get(client, "timeline?run=planted/train&tag=dense")
+    m = body["matrix"]
+    assert m["shape"] == [16, len(STEPS)] and m["order"] == "unit-major"
+    cells = np.frombuffer(base64.b64decode(m["data"]), np.uint8).reshape(m["shape"])
+    state = cells >> 6
+    assert (state[2] == 2).all() and (cells[2] & 63 == 0).all()
+    assert state[11].tolist() == [0 if s < 150 else 2 for s in STEPS]
+    assert (state[0] == 0).all() and (cells[0] & 63 > 0).all()
+
+
+def test_saturated_tanh_unit_is_reported_dead(client):
+    body = get(client, "timeline?run=planted/train&tag=tanh")
+    assert body["dead_now"] == [1]
+    assert body["died_at"][1] == 0
+
+
+def test_tau_parameter_is_applied_and_echoed(client):
+    loose = get(client, "timeline?run=planted/train&tag=dense&tau=5")
+    zero = get(client, "timeline?run=planted/train&tag=dense&tau=0")
+    assert loose["thresholds"]["tau"] == 5 and zero["thresholds"]["tau"] == 0
+    assert loose["dormant_count"][-1] == 16
+    assert zero["dormant_now"] == sorted(_planted_dead(STEPS[-1]))
+
+
+def test_unit_route_gives_one_units_statistics_over_time(client):
+    body = get(client, "unit?run=planted/train&tag=dense&unit=11")
+    assert body["steps"] == STEPS and body["died_at"] == 150
+    assert body["dead"] == [s >= 150 for s in STEPS]
+    af = body["stats"]["active_fraction"]
+    assert all(a > 0 for a, s in zip(af, STEPS, strict=True) if s < 150)
+    assert all(a == 0 for a, s in zip(af, STEPS, strict=True) if s >= 150)
+    assert set(body["stats"]) >= {"mean_abs", "std", "count", "nonfinite"}
+
+
+def test_loss_route_finds_keras_batch_loss(client):
+    body = get(client, "loss?run=planted/train")
+    assert body["tag"] == "batch_loss" and body["step_unit"] == "batch"
+    assert body["steps"] == STEPS
+    assert body["values"][0] == pytest.approx(2.0)
+
+
+def test_loss_route_prefers_our_callbacks_loss(client):
+    body = get(client, "loss?run=odd")
+    assert body["tag"] == "deadneurons/loss" and body["source"] == "deadneurons"
+    assert body["steps"] == [9] and body["values"] == [0.5]
+
+
+def test_run_without_loss_answers_empty_with_a_message(client):
+    body = get(client, "loss?run=newer")
+    assert body["tag"] is None and body["steps"] == [] and body["message"]
+
+
+def test_odd_snapshots_are_skipped_with_warnings_naming_the_step(client):
+    body = get(client, "timeline?run=odd&tag=dense")
+    assert body["steps"] == [0, 1, 2, 3, 4, 9]
+    warnings = "\n".join(body["warnings"])
+    for step in (5, 6, 7, 8):
+        assert f"run odd, tag dense, step {step}:" in warnings
+    assert "9 units, expected 8" in warnings
+    assert body["dead_now"] == [0]
+
+
+def test_unit_without_data_is_a_no_data_cell(client):
+    body = get(client, "timeline?run=odd&tag=dense")
+    cells = np.frombuffer(base64.b64decode(body["matrix"]["data"]), np.uint8)
+    cells = cells.reshape(body["matrix"]["shape"])
+    assert cells[3, -1] >> 6 == 3 and (cells[3, :-1] >> 6 == 0).all()
+    assert 3 not in body["dead_now"] and body["dormant_score_now"][3] is None
+
+
+def test_newer_metadata_version_is_read_with_a_warning(client):
+    body = get(client, "timeline?run=newer&tag=dense")
+    assert body["steps"] == [0, 1, 2] and body["dead_now"] == [1]
+    assert any("newer" in w and "run newer, tag dense" in w for w in body["warnings"])
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "timeline?run=nope&tag=dense",
+        "timeline?run=planted/train&tag=nope",
+        "timeline?run=newer&tag=broken",
+        "unit?run=planted/train&tag=dense&unit=16",
+        "loss?run=nope",
+    ],
+)
+def test_unknown_run_tag_or_unit_is_404(client, route):
+    get(client, route, 404)
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "timeline?run=planted/train",
+        "timeline?tag=dense",
+        "timeline?run=planted/train&tag=dense&tau=-1",
+        "timeline?run=planted/train&tag=dense&tau=abc",
+        "timeline?run=planted/train&tag=dense&definition=zombie",
+        "unit?run=planted/train&tag=dense&unit=-1",
+        "unit?run=planted/train&tag=dense",
+        "loss",
+    ],
+)
+def test_missing_or_malformed_parameter_is_400(client, route):
+    get(client, route, 400)
+
+
+def test_index_js_and_static_files_are_served_as_javascript(client):
+    response = client.get("/data/plugin/deadneurons/index.js")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/javascript")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    with open(os.path.join(plugin.STATIC_DIR, "index.js"), "rb") as f:
+        assert response.get_data() == f.read()
+    assert client.get("/data/plugin/deadneurons/static/index.js").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "static/../plugin.py",
+        "static/%2e%2e/plugin.py",
+        "static/..%2fplugin.py",
+        "static/..%5cplugin.py",
+        "static//etc/passwd",
+        "static/%2fetc%2fpasswd",
+        "static/",
+        "static/nope.js",
+    ],
+)
+def test_static_route_refuses_paths_outside_static(client, path):
+    response = client.get("/data/plugin/deadneurons/" + path)
+    assert response.status_code == 404
+    assert b"import" not in response.get_data()
+
+
+def test_fix_flags_raises_our_sample_default_but_a_user_value_wins():
+    flags = argparse.Namespace(samples_per_plugin={})
+    plugin.DeadNeuronsLoader().fix_flags(flags)
+    assert flags.samples_per_plugin == {"deadneurons": plugin.DEFAULT_SAMPLES}
+    flags = argparse.Namespace(samples_per_plugin={"deadneurons": 7})
+    plugin.DeadNeuronsLoader().fix_flags(flags)
+    assert flags.samples_per_plugin == {"deadneurons": 7}
+
+
+def test_sampling_hint_limits_the_snapshots_read(tmp_path):
+    write_logs(str(tmp_path))
+    client = Client(make_app(str(tmp_path), {"deadneurons": 5}))
+    steps = get(client, "timeline?run=planted/train&tag=dense")["steps"]
+    assert len(steps) == 5 and steps[-1] == STEPS[-1]
+
+
+def test_plugin_is_cheaply_inactive_and_names_its_tab(client):
+    context = base_plugin.TBContext(data_provider=None, sampling_hints=None)
+    p = plugin.DeadNeuronsPlugin(context)
+    assert p.is_active() is False
+    meta = p.frontend_metadata()
+    assert meta.es_module_path == "/index.js" and meta.tab_name == "Dead Neurons"
