@@ -1,0 +1,256 @@
+"""Name the likely cause of a layer's dead units and the usual remedy (numpy).
+
+``diagnose`` looks at one layer's per-snapshot dead mask (and, optionally, the
+training loss) and returns hints, each ``{"pattern", "remedy", "evidence",
+"steps", "units"}``. A hint is returned only when its evidence is present;
+a healthy run gives ``[]``. Patterns and thresholds (``U`` = units in the
+layer, "snapshot" = one column of ``dead``):
+
+``initialisation``
+  At least ``INIT_MIN_UNITS`` unit(s) dead at the first snapshot, and that
+  snapshot is early: its step is at most ``INIT_MAX_FIRST_STEP_SHARE`` of the
+  last snapshot's step. Units explained by ``saturation`` are left out.
+``learning_rate``
+  A burst: the dead count rises by at least ``max(BURST_MIN_UNITS,
+  BURST_MIN_SHARE * U)`` within ``BURST_WINDOW`` snapshot intervals, and a loss
+  spike lies nearby: a loss value that is non-finite or above ``SPIKE_RATIO``
+  times the median of the ``SPIKE_BASELINE`` values before it, logged between
+  one median snapshot interval before the burst and one after it.
+``burst``
+  The same burst without a loss spike nearby (or without a loss logged):
+  reported, with the evidence that the loss does not back it.
+``slow_rise``
+  The dead count rises by at least ``max(SLOW_MIN_UNITS, SLOW_MIN_SHARE * U)``
+  from the first to the last snapshot, over at least ``SLOW_MIN_RISES``
+  intervals that add deaths, and no ``BURST_WINDOW`` window holds more than
+  ``SLOW_MAX_WINDOW_SHARE`` of the rise (else it is a burst).
+``saturation``
+  ``activation`` is tanh/sigmoid-like and at least ``SAT_MIN_UNITS`` unit(s)
+  have a constant output (``constant`` if given, else ``dead``) at some
+  snapshot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+INIT_MIN_UNITS = 1
+INIT_MAX_FIRST_STEP_SHARE = 0.1
+BURST_WINDOW = 3
+BURST_MIN_UNITS = 2
+BURST_MIN_SHARE = 0.1
+SPIKE_RATIO = 2.0
+SPIKE_BASELINE = 5
+SLOW_MIN_UNITS = 2
+SLOW_MIN_SHARE = 0.1
+SLOW_MIN_RISES = 3
+SLOW_MAX_WINDOW_SHARE = 0.5
+SAT_MIN_UNITS = 1
+SATURATING = frozenset({"tanh", "sigmoid", "hard_sigmoid", "hard_tanh", "softsign"})
+
+REMEDIES = {
+    "initialisation": "Initialisation: use He (Kaiming) init for ReLU-family "
+    "layers, a small positive bias (e.g. 0.01) or an asymmetric init, and check "
+    "that inputs are centred and scaled.",
+    "learning_rate": "Learning rate too high: lower it, add warm-up or gradient "
+    "clipping; one large step pushed these units' biases/weights into the "
+    "region where they never fire.",
+    "burst": "Sudden deaths: usually a too-high learning rate or an outlier "
+    "batch; try a lower learning rate, warm-up or gradient clipping.",
+    "slow_rise": "Units die gradually: add weight decay or normalisation "
+    "(BatchNorm/LayerNorm), use a leaky activation (LeakyReLU, ELU, GELU), or "
+    "lower the learning rate.",
+    "saturation": "Saturated units: scale or normalise the inputs, add "
+    "normalisation before the activation, or use a smaller (Glorot) init.",
+}
+
+
+def _bool_matrix(name: str, value, shape) -> np.ndarray:
+    array = np.asarray(value)
+    if array.shape != shape or array.dtype != np.bool_:
+        raise ValueError(
+            f"{name} must be a bool array of shape {shape}; got "
+            f"{array.dtype} {array.shape}"
+        )
+    return array
+
+
+def _hint(pattern: str, evidence: str, steps, units) -> dict:
+    return {
+        "pattern": pattern,
+        "remedy": REMEDIES[pattern],
+        "evidence": evidence,
+        "steps": [int(s) for s in steps],
+        "units": [int(u) for u in units],
+    }
+
+
+def _loss_spikes(loss_steps: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """Steps at which the loss spikes (non-finite, or > ratio x recent median)."""
+    spikes = []
+    for j in range(len(loss)):
+        baseline = loss[max(0, j - SPIKE_BASELINE) : j]
+        baseline = baseline[np.isfinite(baseline)]
+        if not np.isfinite(loss[j]) and j > 0:
+            spikes.append(loss_steps[j])
+        elif baseline.size and loss[j] > SPIKE_RATIO * np.median(baseline) > 0:
+            spikes.append(loss_steps[j])
+    return np.asarray(spikes, dtype=np.int64)
+
+
+def _burst(steps, dead, count, loss_steps, loss) -> dict | None:
+    units, t = dead.shape
+    need = max(BURST_MIN_UNITS, BURST_MIN_SHARE * units)
+    best = None
+    for end in range(1, t):
+        start = max(0, end - BURST_WINDOW)
+        rise = int(count[end] - count[start])
+        if rise >= need and (best is None or rise > best[2]):
+            best = (start, end, rise)
+    if best is None:
+        return None
+    start, end, rise = best
+    died = np.flatnonzero(dead[:, end] & ~dead[:, start])
+    evidence = (
+        f"dead units rose from {count[start]} to {count[end]} of {units} between "
+        f"step {steps[start]} and step {steps[end]} ({end - start} snapshots)"
+    )
+    if loss is None:
+        return _hint("burst", evidence + "; no loss logged", steps[[start, end]], died)
+    gap = int(np.median(np.diff(steps))) if t > 1 else 0
+    lo, hi = steps[start] - gap, steps[end] + gap
+    spikes = _loss_spikes(loss_steps, loss)
+    near = spikes[(spikes >= lo) & (spikes <= hi)]
+    if not near.size:
+        return _hint(
+            "burst",
+            evidence + f"; no loss spike between step {lo} and step {hi}",
+            steps[[start, end]],
+            died,
+        )
+    at = int(near[0])
+    value = loss[np.flatnonzero(loss_steps == at)[0]]
+    return _hint(
+        "learning_rate",
+        evidence + f"; the loss spiked to {value:.4g} at step {at}",
+        steps[[start, end]],
+        died,
+    )
+
+
+def _slow_rise(steps, dead, count) -> dict | None:
+    units, t = dead.shape
+    total = int(count[-1] - count[0])
+    if t < 4 or total < max(SLOW_MIN_UNITS, SLOW_MIN_SHARE * units):
+        return None
+    rises = int(np.sum(np.diff(count) > 0))
+    window = max(int(count[e] - count[max(0, e - BURST_WINDOW)]) for e in range(1, t))
+    if rises < SLOW_MIN_RISES or window > SLOW_MAX_WINDOW_SHARE * total:
+        return None
+    return _hint(
+        "slow_rise",
+        f"dead units rose from {count[0]} to {count[-1]} of {units} between step "
+        f"{steps[0]} and step {steps[-1]}, in {rises} of {t - 1} intervals; at "
+        f"most {window} within any {BURST_WINDOW} snapshots",
+        steps[[0, -1]],
+        np.flatnonzero(dead[:, -1] & ~dead[:, 0]),
+    )
+
+
+def diagnose(
+    steps,
+    dead,
+    *,
+    never_active=None,
+    constant=None,
+    activation: str = "",
+    loss_steps=None,
+    loss_values=None,
+) -> list[dict]:
+    """Hints about why one layer's units die, each with the evidence behind it.
+
+    Args:
+      steps: int array ``[T]``, the snapshot steps, non-decreasing.
+      dead: bool array ``[units, T]``, dead per unit per snapshot.
+      never_active, constant: optional bool ``[units, T]``, the two reasons
+        for ``dead`` (never active on the probe; constant output).
+      activation: the layer's activation name (e.g. ``"relu"``, ``"tanh"``).
+      loss_steps, loss_values: optional training loss, same length ``[N]``.
+
+    Returns:
+      A list of ``{"pattern": str, "remedy": str, "evidence": str,
+      "steps": [first, last], "units": [int, ...]}``, in the order
+      initialisation, saturation, learning_rate/burst, slow_rise; patterns
+      whose evidence is absent are left out.
+
+    Raises:
+      ValueError: shapes or dtypes that do not match the above.
+    """
+    steps = np.asarray(steps)
+    if steps.ndim != 1 or not np.issubdtype(steps.dtype, np.integer):
+        raise ValueError(
+            f"steps must be a 1-D int array; got {steps.dtype} {steps.shape}"
+        )
+    if np.any(np.diff(steps) < 0):
+        raise ValueError("steps must be non-decreasing")
+    dead = np.asarray(dead)
+    if dead.ndim != 2:
+        raise ValueError(f"dead must be [units, T]; got shape {dead.shape}")
+    dead = _bool_matrix("dead", dead, (dead.shape[0], steps.size))
+    if never_active is not None:
+        _bool_matrix("never_active", never_active, dead.shape)
+    if constant is not None:
+        constant = _bool_matrix("constant", constant, dead.shape)
+    loss = None
+    if loss_values is not None or loss_steps is not None:
+        loss_steps = np.asarray(loss_steps, dtype=np.int64).reshape(-1)
+        loss = np.asarray(loss_values, dtype=np.float64).reshape(-1)
+        if loss.shape != loss_steps.shape:
+            raise ValueError("loss_steps and loss_values must have the same length")
+        order = np.argsort(loss_steps, kind="stable")
+        loss_steps, loss = loss_steps[order], loss[order]
+    units, t = dead.shape
+    if t == 0 or units == 0:
+        return []
+
+    hints = []
+    saturating = activation.lower() in SATURATING
+    flat = constant if constant is not None else dead
+    explained = flat if saturating else np.zeros_like(dead)
+    first = np.flatnonzero(dead[:, 0] & ~explained[:, 0])
+    if len(first) >= INIT_MIN_UNITS and (
+        steps[0] <= INIT_MAX_FIRST_STEP_SHARE * steps[-1] or t == 1
+    ):
+        still = int(np.sum(dead[first, -1]))
+        evidence = (
+            f"{len(first)} of {units} units were dead at the first snapshot "
+            f"(step {steps[0]})"
+        )
+        if never_active is not None:
+            evidence += f", {int(np.sum(never_active[first, 0]))} of them never active"
+        evidence += f"; {still} still dead at the last snapshot (step {steps[-1]})"
+        hints.append(_hint("initialisation", evidence, steps[[0, -1]], first))
+    if saturating:
+        per_step = flat.sum(axis=0)
+        ever = np.flatnonzero(flat.any(axis=1))
+        if len(ever) >= SAT_MIN_UNITS:
+            peak = int(np.argmax(per_step))
+            hints.append(
+                _hint(
+                    "saturation",
+                    f"{len(ever)} of {units} {activation} units had a constant output; "
+                    f"most at step {steps[peak]} ({per_step[peak]} units), "
+                    f"{per_step[-1]} at the last snapshot (step {steps[-1]})",
+                    steps[[peak, -1]],
+                    ever,
+                )
+            )
+    count = dead.sum(axis=0)
+    burst = _burst(steps, dead, count, loss_steps, loss)
+    if burst is not None:
+        hints.append(burst)
+    else:
+        slow = _slow_rise(steps, dead, count)
+        if slow is not None:
+            hints.append(slow)
+    return hints
