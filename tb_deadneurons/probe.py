@@ -109,15 +109,21 @@ def select_layers(model, requested) -> dict[str, keras.layers.Layer]:
 
 @contextlib.contextmanager
 def _capturing(layers: dict[str, keras.layers.Layer]):
-    """Within the block, each layer's first output is kept in the dict."""
-    captured: dict[str, tf.Tensor] = {}
+    """Within the block, each layer's first output is kept in the dict.
+
+    Only outputs in the graph being traced (``captured["__graph__"]``, set by
+    the tracer) count: Keras may run ``call`` in a scratch graph first to
+    infer shapes.
+    """
+    captured: dict = {}
     originals = {}
     for tag, layer in layers.items():
         original = layer.call
 
         def wrapped(*args, __tag=tag, __call=original, **kwargs):
             out = __call(*args, **kwargs)
-            captured.setdefault(__tag, out)
+            if getattr(out, "graph", None) is captured.get("__graph__"):
+                captured.setdefault(__tag, out)
             return out
 
         originals[tag] = layer
@@ -144,8 +150,18 @@ class ProbeFunction:
         self, model, writer, x, y, *, layers=None, gradients=False, epsilon=0.0
     ):
         self.model = model
-        candidates = select_layers(model, layers)
         self._x = tf.nest.map_structure(tf.convert_to_tensor, x)
+        if not model.built:
+            # A subclassed model is built on its first call; that must happen
+            # eagerly, not while our function is traced.
+            try:
+                model(self._x, training=False)
+            except Exception as e:
+                raise ValueError(
+                    f"probe_data does not fit the model {model.name!r}: "
+                    f"{type(e).__name__}: {e}"
+                ) from e
+        candidates = select_layers(model, layers)
         self._y = None if y is None else tf.nest.map_structure(tf.convert_to_tensor, y)
         self._gradients = gradients
         self._epsilon = epsilon
@@ -173,6 +189,7 @@ class ProbeFunction:
 
     def _run(self, step):
         captured = self._captured
+        captured["__graph__"] = tf.compat.v1.get_default_graph()
 
         def forward():
             return self.model(self._x, training=False)
@@ -187,6 +204,7 @@ class ProbeFunction:
             y_pred = forward()
         # The output layer is left out of the default choice only; a layer the
         # user named is watched even when it is the output layer.
+        captured.pop("__graph__")
         outputs = {id(t) for t in tf.nest.flatten(y_pred)}
         tags = [t for t in captured if self._explicit or id(captured[t]) not in outputs]
         grads = (
