@@ -1,0 +1,118 @@
+"""``tb-deadneurons report``: tables, JSON and exit codes on real event files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.test_plugin_routes import BORN_DEAD, KILLED_AT, REVIVED, STEPS, write_logs
+
+# The report command exactly as cli.py wires it, without cli's other
+# subcommands (so these tests do not depend on them).
+_RUN_REPORT = (
+    "import argparse, sys\n"
+    "from tb_deadneurons import report\n"
+    "p = argparse.ArgumentParser(prog='tb-deadneurons report')\n"
+    "report.add_arguments(p)\n"
+    "a = p.parse_args(sys.argv[1:])\n"
+    "sys.exit(a.run(a))\n"
+)
+
+
+def report(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", _RUN_REPORT, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("report"))
+    write_logs(path)
+    return path
+
+
+def test_text_report_tables_each_planted_layer(logdir):
+    result = report(logdir, "--run", "planted/train")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "run planted/train"
+    assert lines[1].split()[:3] == ["layer", "units", "dead"]
+    dense = next(line.split() for line in lines if line.split()[0] == "dense")
+    # units, dead now, dormant now, first death, revived, worst step (dead)
+    assert dense[1:3] == ["16", "4"] and dense[3] == "(25.0%)"
+    assert dense[6] == "0" and dense[7] == "1"
+    assert dense[8:] == ["240", "(4)"]  # first step with the most dead units
+    tanh = next(line.split() for line in lines if line.split()[0] == "tanh")
+    assert tanh[1:3] == ["6", "1"]
+
+
+def test_json_report_has_the_planted_units_and_death_steps(logdir):
+    result = report(logdir, "--json")
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    dense = body["runs"]["planted/train"]["layers"]["dense"]
+    assert dense["units"] == 16 and dense["steps"] == STEPS
+    assert dense["dead_units"] == sorted(BORN_DEAD + list(KILLED_AT))
+    expected = {str(u): 0 for u in BORN_DEAD}
+    expected.update({str(u): s for u, s in KILLED_AT.items()})
+    assert dense["died_at"] == expected
+    assert dense["revived_units"] == [REVIVED]
+    assert len(dense["dead_count"]) == len(STEPS) == len(dense["dormant_count"])
+    assert set(dense["dormant_units"]) >= set(dense["dead_units"])
+    assert body["runs"]["odd"]["layers"]["dense"]["steps"] == [0, 1, 2, 3, 4, 9]
+    assert any("run odd, tag dense, step 5" in w for w in body["warnings"])
+
+
+def test_tau_option_changes_dormant_units(logdir):
+    body = json.loads(report(logdir, "--json", "--tau", "5").stdout)
+    assert len(body["runs"]["planted/train"]["layers"]["dense"]["dormant_units"]) == 16
+
+
+def test_fail_above_exits_1_only_when_a_layer_is_deader(logdir):
+    calm = report(logdir, "--run", "planted/train", "--fail-above", "0.3")
+    assert calm.returncode == 0, calm.stderr
+    alarm = report(logdir, "--run", "planted/train", "--fail-above", "0.2")
+    assert alarm.returncode == 1
+    assert "layer dense: 25.0% dead > 20.0%" in alarm.stderr
+    assert "tanh" not in alarm.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("/no/such/logdir",), "does not exist"),
+        (("{logdir}", "--run", "nope"), "no snapshot series in run 'nope'"),
+        (("{logdir}", "--fail-above", "2"), "--fail-above"),
+        (("{logdir}", "--tau", "nan"), "--tau"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(logdir, args, message):
+    result = report(*(a.format(logdir=logdir) for a in args))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tb_deadneurons.demo") is None
+    or not shutil.which("tb-deadneurons"),
+    reason="cli.py also needs tb_deadneurons.demo (another issue)",
+)
+def test_console_script_runs_the_report(logdir):
+    result = subprocess.run(
+        ["tb-deadneurons", "report", logdir, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "planted/train" in json.loads(result.stdout)["runs"]
