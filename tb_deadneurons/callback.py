@@ -8,12 +8,13 @@ batch, so snapshots and the loss share one step axis.
 from __future__ import annotations
 
 import os
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tb_deadneurons import metadata, probe, summary
+from tb_deadneurons import analysis, codec, metadata, probe, summary
 
 LOSS_TAG = "deadneurons/loss"
 
@@ -48,6 +49,12 @@ class DeadNeuronCallback(keras.callbacks.Callback):
       gradients: also log mean |dL/da| per unit; needs labels in
         ``probe_data`` and a compiled loss.
       epsilon: a position counts as active where |a| > epsilon.
+      revive_every: if set, every ``revive_every`` batches the units that the
+        latest snapshot shows dead -- or tau-dormant, with ``revive_tau`` > 0
+        -- are re-initialised with ``tb_deadneurons.revive`` (ReDo) and the
+        revival is logged. Layers ``revive`` cannot handle safely are skipped
+        with a warning.
+      revive_tau: the ReDo threshold for revival; 0 revives dead units only.
 
     Raises:
       ValueError: at construction for a bad argument, at ``on_train_begin``
@@ -79,18 +86,22 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         layers=None,
         gradients: bool = False,
         epsilon: float = 0.0,
+        revive_every: int | None = None,
+        revive_tau: float = 0.0,
     ):
         super().__init__()
         if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
             raise ValueError(f"log_dir must be a non-empty path; got {log_dir!r}")
-        if (
-            isinstance(every_n_batches, bool)
-            or not isinstance(every_n_batches, (int, np.integer))
-            or every_n_batches < 1
-        ):
+        if not _positive_int(every_n_batches):
             raise ValueError(
                 f"every_n_batches must be an integer >= 1; got {every_n_batches!r}"
             )
+        if revive_every is not None and not _positive_int(revive_every):
+            raise ValueError(
+                f"revive_every must be None or an integer >= 1; got {revive_every!r}"
+            )
+        if not np.isfinite(revive_tau) or revive_tau < 0:
+            raise ValueError(f"revive_tau must be finite and >= 0; got {revive_tau!r}")
         if not np.isfinite(epsilon) or epsilon < 0:
             raise ValueError(f"epsilon must be finite and >= 0; got {epsilon!r}")
         if layers is not None and (isinstance(layers, str) or not list(layers)):
@@ -102,6 +113,10 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         self.layers = None if layers is None else list(layers)
         self.gradients = bool(gradients)
         self.epsilon = float(epsilon)
+        self.revive_every = None if revive_every is None else int(revive_every)
+        self.revive_tau = float(revive_tau)
+        self.revivals: list[tuple[int, str, list[int]]] = []
+        self._unrevivable: set[str] = set()
         self._x, self._y = probe.split_probe_data(probe_data)
         if self.gradients and self._y is None:
             raise ValueError(
@@ -157,6 +172,8 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         if self._step % self.every_n_batches == 0:
             loss = logs.get("loss") if isinstance(logs, dict) else None
             self._snapshot(loss=loss)
+        if self.revive_every and self._step % self.revive_every == 0:
+            self._revive()
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
@@ -175,11 +192,49 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         self._last_snapshot_step = self._step
         self.last_snapshot = {tag: c.numpy() for tag, c in codes.items()}
 
+    def _revive(self) -> None:
+        from tb_deadneurons.revive import revive
+
+        if self._last_snapshot_step != self._step:
+            self._snapshot(loss=None)
+        names = metadata.stat_names(self.gradients)
+        for tag, codes in self.last_snapshot.items():
+            if tag in self._unrevivable:
+                continue
+            stats = {
+                name: codec.decode(codes[i], metadata.ENCODINGS[name])[None, :]
+                for i, name in enumerate(names)
+            }
+            verdict = analysis.classify(
+                stats, [self._step], analysis.Thresholds(tau=self.revive_tau)
+            )
+            mask = verdict.dead[0] | (verdict.dormant[0] if self.revive_tau else False)
+            units = np.flatnonzero(mask).tolist()
+            if not units:
+                continue
+            try:
+                revived = revive(
+                    self.model, self._probe.watched[tag], units, self.model.optimizer
+                )
+            except ValueError as e:
+                self._unrevivable.add(tag)
+                warnings.warn(
+                    f"DeadNeuronCallback: not reviving {tag!r}: {e}", stacklevel=2
+                )
+                continue
+            self.log_revival(tag, revived)
+
     def log_revival(self, layer_tag: str, units) -> None:
         """Records that ``units`` of ``layer_tag`` were re-initialised now."""
+        self.revivals.append((self._step, layer_tag, list(units)))
         with self._writer.as_default():
             summary.revivals(layer_tag, units, step=self._step)
         self._writer.flush()
 
 
-__all__ = ["DeadNeuronCallback", "LOSS_TAG", "metadata"]
+def _positive_int(value) -> bool:
+    return (
+        isinstance(value, (int, np.integer))
+        and not isinstance(value, bool)
+        and value >= 1
+    )

@@ -1,0 +1,191 @@
+"""Writer overhead, measured side by side in one process (not a test).
+
+For two models -- the seed MLP (784 -> 64 ReLU -> 10 softmax, 60,000
+synthetic MNIST-shaped samples, batch 32) and a small ReLU CNN -- times one
+epoch of ``fit`` with: no callback; ``keras.callbacks.TensorBoard(
+histogram_freq=1)``; ``DeadNeuronCallback`` at defaults; and a custom
+``tf.function`` loop with and without our op at every step. Conditions are
+interleaved, repeated, and the median is printed as a ratio to "no
+callback". Also prints the on-disk bytes per unit per snapshot of our
+callback's event files.
+
+    python benchmarks/overhead.py [--reps 3] [--cnn-samples 12000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_file_loader
+from tensorboard.compat.proto import event_pb2
+
+import tb_deadneurons
+from tb_deadneurons import summary
+
+
+def mlp():
+    return keras.Sequential(
+        [
+            keras.Input((784,)),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+
+
+def cnn():
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(16, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+
+
+def data(n, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return (
+        rng.random((n, *shape), dtype=np.float32),
+        rng.integers(0, 10, size=n).astype("int32"),
+    )
+
+
+def compiled(build):
+    keras.utils.set_random_seed(0)
+    model = build()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model
+
+
+def time_fit(build, x, y, make_callbacks):
+    model = compiled(build)
+    callbacks = make_callbacks()
+    # Warm-up: trace the train function outside the timed region.
+    model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=callbacks)
+    return time.perf_counter() - start
+
+
+def time_custom_loop(build, x, y, logdir=None):
+    """A custom tf.function loop; with ``logdir``, our op at every step."""
+    model = compiled(build)
+    optimizer = model.optimizer
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    watched = [la for la in model.layers[:-1] if getattr(la, "activation", None)]
+    watched = [la for la in watched if la.activation.__name__ == "relu"]
+    probe = keras.Model(model.inputs, [la.output for la in watched] + model.outputs)
+    writer = tf.summary.create_file_writer(logdir) if logdir else None
+
+    @tf.function
+    def train_step(xb, yb, step):
+        with tf.GradientTape() as tape:
+            *acts, pred = probe(xb, training=True)
+            loss = loss_fn(yb, pred)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        if writer is not None:
+            with writer.as_default(step=step):
+                for layer, a in zip(watched, acts, strict=True):
+                    summary.activations(layer.name, a)
+        return loss
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    for xb, yb in ds.take(2):
+        train_step(xb, yb, tf.constant(0, tf.int64))
+    start = time.perf_counter()
+    for i, (xb, yb) in enumerate(ds):
+        train_step(xb, yb, tf.constant(i, tf.int64))
+    if writer is not None:
+        writer.flush()
+    return time.perf_counter() - start
+
+
+def bytes_per_unit_snapshot(run_dir):
+    """(snapshot records only, whole files) bytes per unit per snapshot."""
+    snap_bytes = total = unit_snapshots = 0
+    for name in os.listdir(run_dir):
+        path = os.path.join(run_dir, name)
+        total += os.path.getsize(path)
+        for raw in event_file_loader.RawEventFileLoader(path).Load():
+            event = event_pb2.Event.FromString(raw)
+            for value in event.summary.value:
+                # Metadata is only on a series' first event: recognise our
+                # snapshots by their uint8 [stats, units] tensor.
+                if value.tensor.dtype == 4 and len(value.tensor.tensor_shape.dim) == 2:
+                    snap_bytes += len(raw) + 16  # TFRecord framing
+                    unit_snapshots += value.tensor.tensor_shape.dim[1].size
+    return snap_bytes / unit_snapshots, total / unit_snapshots
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--cnn-samples", type=int, default=12000)
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="overhead-")
+    setups = {
+        "mlp": (mlp, *data(60000, (784,)), 8),
+        "cnn": (cnn, *data(args.cnn_samples, (28, 28, 1)), 3),
+    }
+    for name, (build, x, y, _) in setups.items():
+        probe_x = x[:256]
+        conditions = {
+            "no callback": lambda: [],
+            "TensorBoard(histogram_freq=1)": lambda n=name: [
+                keras.callbacks.TensorBoard(
+                    tempfile.mkdtemp(dir=tmp, prefix=f"{n}-tb-"), histogram_freq=1
+                )
+            ],
+            "DeadNeuronCallback defaults": lambda n=name, p=probe_x: [
+                tb_deadneurons.DeadNeuronCallback(
+                    tempfile.mkdtemp(dir=tmp, prefix=f"{n}-dn-"), p
+                )
+            ],
+        }
+        times = {k: [] for k in conditions}
+        times["custom loop"] = []
+        times["custom loop + op every step"] = []
+        for _ in range(args.reps):
+            for label, make in conditions.items():
+                times[label].append(time_fit(build, x, y, make))
+            times["custom loop"].append(time_custom_loop(build, x, y))
+            times["custom loop + op every step"].append(
+                time_custom_loop(build, x, y, tempfile.mkdtemp(dir=tmp))
+            )
+        base = statistics.median(times["no callback"])
+        loop = statistics.median(times["custom loop"])
+        print(f"\n{name}: {len(x)} samples, batch 32, {args.reps} reps (median)")
+        for label, ts in times.items():
+            med = statistics.median(ts)
+            line = f"  {label:32s} {med:7.2f} s  {med / base:5.3f}x no callback"
+            if label.startswith("custom loop +"):
+                line += f"  {med / loop:5.3f}x custom loop"
+            print(line)
+        dn_runs = [
+            os.path.join(tmp, d, "train")
+            for d in os.listdir(tmp)
+            if d.startswith(f"{name}-dn-")
+        ]
+        snap, whole = bytes_per_unit_snapshot(dn_runs[0])
+        print(
+            f"  on disk: {snap:.2f} bytes/unit/snapshot (snapshot records), "
+            f"{whole:.2f} incl. loss scalars and file header"
+        )
+
+
+if __name__ == "__main__":
+    main()
