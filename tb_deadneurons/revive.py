@@ -5,7 +5,9 @@ of ``units`` with the layer's own kernel initializer (fresh draw), zeroes their
 bias, zeroes their outgoing weights in every layer that consumes them and, when
 ``optimizer`` is given, zeroes the optimizer's slot variables (Adam's m and v,
 SGD momentum, ...) of exactly the weight entries it changed. Because the
-outgoing weights are zero, the model computes the same outputs right after.
+outgoing weights are zero, the model computes the same outputs right after
+wherever the revived units output zero (dead ReLU units); what a dormant unit
+contributed, or a saturated unit's constant, is dropped with its weights.
 
 Supported: ``Dense`` and ``Conv1D/2D/3D`` (either ``data_format``) producers
 with an element-wise activation, inside a functional or ``Sequential`` model
