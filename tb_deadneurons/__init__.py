@@ -5,6 +5,11 @@ viewer (the TensorBoard plugin, ``analysis``, the CLI) does not. Keras names
 are imported lazily so that ``import tb_deadneurons`` stays light.
 """
 
+# revive.py imports only numpy at import time; importing it eagerly keeps the
+# package attribute the function (a lazy import would be shadowed by the
+# submodule as soon as anything imports ``tb_deadneurons.revive``).
+from tb_deadneurons.revive import revive
+
 __version__ = "0.1.0"
 
 __all__ = ["DeadNeuronCallback", "revive", "__version__"]
@@ -15,8 +20,4 @@ def __getattr__(name):
         from tb_deadneurons.callback import DeadNeuronCallback
 
         return DeadNeuronCallback
-    if name == "revive":
-        from tb_deadneurons.revive import revive
-
-        return revive
     raise AttributeError(f"module 'tb_deadneurons' has no attribute {name!r}")
