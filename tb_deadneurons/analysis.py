@@ -130,14 +130,13 @@ class Classification:
 
     def matrix(self) -> np.ndarray:
         """The ``uint8 [U, T]`` cell matrix of docs/routes.md (unit-major)."""
-        state = np.where(
-            ~self.has_data,
-            STATE_NO_DATA,
-            np.where(self.dead, STATE_DEAD, np.where(self.dormant, STATE_DORMANT, 0)),
-        ).astype(np.uint8)
-        af = np.where(self.has_data, self.active_fraction, 0.0)
-        level = np.rint(af * ACTIVITY_LEVELS)
-        level = np.where(af > 0, np.clip(level, 1, ACTIVITY_LEVELS), 0).astype(np.uint8)
+        state = self.dead.view(np.uint8) << 1
+        state |= (self.dormant & ~self.dead).view(np.uint8)
+        state |= (~self.has_data).view(np.uint8) * np.uint8(STATE_NO_DATA)
+        af = np.asarray(self.active_fraction, dtype=np.float32)
+        level = np.rint(af * np.float32(ACTIVITY_LEVELS))
+        np.clip(level, 1, ACTIVITY_LEVELS, out=level)
+        level = level.astype(np.uint8) * ((af > 0) & self.has_data).view(np.uint8)
         return np.ascontiguousarray((state << 6 | level).T)
 
 
@@ -157,7 +156,7 @@ def classify(
       ValueError: arrays of different shapes, or steps of another length.
     """
     af = np.asarray(stats["active_fraction"])
-    mean_abs = np.asarray(stats["mean_abs"], dtype=np.float64)
+    mean_abs = np.asarray(stats["mean_abs"], dtype=np.float32)
     steps = np.asarray(steps, dtype=np.int64).reshape(-1)
     if af.ndim != 2 or mean_abs.shape != af.shape or len(steps) != af.shape[0]:
         raise ValueError(
@@ -188,12 +187,14 @@ def constant_output(std: np.ndarray, has_data: np.ndarray, thresholds: Threshold
 
 def dormant_score(mean_abs: np.ndarray, has_data: np.ndarray) -> np.ndarray:
     """ReDo score ``mean_abs_u / mean_j mean_abs_j``; NaN where no data."""
-    masked = np.where(has_data, mean_abs, 0.0)
+    all_data = bool(has_data.all())
+    masked = mean_abs if all_data else np.where(has_data, mean_abs, 0)
     n = has_data.sum(axis=1, keepdims=True)
-    layer_mean = masked.sum(axis=1, keepdims=True) / np.maximum(n, 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        score = np.where(layer_mean > 0, masked / layer_mean, 0.0)
-    return np.where(has_data, score, np.nan).astype(np.float32)
+    layer_mean = masked.sum(axis=1, keepdims=True, dtype=np.float64) / np.maximum(n, 1)
+    positive = layer_mean > 0
+    scale = np.where(positive, 1.0 / np.where(positive, layer_mean, 1.0), 0.0)
+    score = masked * scale.astype(np.float32)
+    return score if all_data else np.where(has_data, score, np.float32(np.nan))
 
 
 def died_at_index(mask: np.ndarray, has_data: np.ndarray) -> np.ndarray:
@@ -203,21 +204,31 @@ def died_at_index(mask: np.ndarray, has_data: np.ndarray) -> np.ndarray:
     t = mask.shape[0]
     if t == 0:
         return np.full(mask.shape[1], -1, dtype=np.int64)
-    alive = has_data & ~mask
-    idx = np.arange(t)[:, None]
-    last_alive = np.where(alive.any(axis=0), np.where(alive, idx, -1).max(axis=0), -1)
-    after = has_data & (idx > last_alive[None, :])
-    return np.where(after.any(axis=0), after.argmax(axis=0), -1)
+    last_alive = _last_true(has_data & ~mask)
+    return _first_true(has_data & (np.arange(t)[:, None] > last_alive))
+
+
+def _last_true(mask: np.ndarray) -> np.ndarray:
+    """Per column, the index of the last True; -1 where none."""
+    # max-reductions along axis 0 run row by row; argmax(axis=0) does not.
+    index = np.arange(1, mask.shape[0] + 1, dtype=np.int32)[:, None]
+    return (mask * index).max(axis=0, initial=0) - 1
+
+
+def _first_true(mask: np.ndarray) -> np.ndarray:
+    """Per column, the index of the first True; -1 where none."""
+    t = mask.shape[0]
+    reverse = np.arange(t, 0, -1, dtype=np.int32)[:, None]
+    top = (mask * reverse).max(axis=0, initial=0)
+    return np.where(top > 0, t - top, -1)
 
 
 def revived(mask: np.ndarray, has_data: np.ndarray) -> np.ndarray:
     """Per unit: ``mask`` held at some snapshot and not at a later one with data."""
     if mask.shape[0] == 0:
         return np.zeros(mask.shape[1], dtype=bool)
-    idx = np.arange(mask.shape[0])[:, None]
-    first_dead = np.where(mask.any(axis=0), mask.argmax(axis=0), mask.shape[0])
-    last_alive = np.where(has_data & ~mask, idx, -1).max(axis=0)
-    return last_alive > first_dead
+    first_dead = _first_true(mask)
+    return (first_dead >= 0) & (_last_true(has_data & ~mask) > first_dead)
 
 
 def dying(

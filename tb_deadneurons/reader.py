@@ -140,8 +140,6 @@ def decode_series(run: str, tag: str, meta, data) -> Series:
             problem = "no units"
         elif units is not None and arr.shape[1] != units:
             problem = f"{arr.shape[1]} units, expected {units}"
-        elif metadata.COUNT in luts and not arr[luts[metadata.COUNT][0]].any():
-            problem = "no samples behind the snapshot (count 0 for every unit)"
         if problem:
             warnings.append(f"{_where(run, tag, datum.step)}: {problem}; skipped")
             continue
@@ -149,10 +147,20 @@ def decode_series(run: str, tag: str, meta, data) -> Series:
         kept.append(arr)
         steps.append(datum.step)
     codes = np.stack(kept) if kept else np.zeros((0, len(names), 0), np.uint8)
+    steps = np.asarray(steps, dtype=np.int64)
+    if metadata.COUNT in luts and len(steps):
+        empty = ~codes[:, luts[metadata.COUNT][0], :].any(axis=1)
+        if empty.any():
+            for step in steps[empty].tolist():
+                warnings.append(
+                    f"{_where(run, tag, step)}: no samples behind the snapshot "
+                    "(count 0 for every unit); skipped"
+                )
+            codes, steps = codes[~empty], steps[~empty]
     return Series(
         run=run,
         tag=tag,
-        steps=np.asarray(steps, dtype=np.int64),
+        steps=steps,
         stats=_Stats(codes, luts),
         units=units or 0,
         meta=meta,
