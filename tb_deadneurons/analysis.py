@@ -10,10 +10,9 @@ such a mapping.
 Definitions (per snapshot t, unit u; "with data" means ``count > 0``):
 
 - dead: ``active_fraction == 0`` (never |a| > epsilon on the probe), or a
-  constant output: ``std <= constant_std * median std`` (lower median) of the
-  layer's units
-  with data and nonzero std at that snapshot (``std == 0`` when no unit
-  varies). ``constant_std`` defaults to 1e-3: a unit whose output varies a
+  constant output: ``std <= constant_std * median std`` (lower median) of
+  the layer's units with data and nonzero std at that snapshot (``std == 0``
+  when no unit varies). ``constant_std`` defaults to 1e-3: a unit whose output varies a
   thousand times less than its neighbours' is effectively a bias (saturated
   tanh/sigmoid, ReLU pinned on a constant); the log codec keeps std to +-7 %,
   so the test is far from quantisation noise.
