@@ -113,8 +113,9 @@ def _finite_list(values, digits: int = 4) -> list:
 def _hints(series: reader.Series, result: analysis.Classification) -> list[dict]:
     """The single call site of the diagnosis module (``diagnosis.diagnose``).
 
-    Returns ``[{"pattern", "remedy", "evidence"}]``; empty until
-    ``tb_deadneurons/diagnosis.py`` exists.
+    Returns ``[{"pattern", "remedy", "evidence"}]`` for ``./timeline``; empty
+    until ``tb_deadneurons/diagnosis.py`` exists, then this body becomes
+    ``return diagnosis.diagnose(series, result)``.
     """
     return []
 
@@ -174,7 +175,7 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
         return _json(request, {"runs": runs, "warnings": warnings})
 
     def _layer_summary(self, rd: reader.Reader, run, tag, layer: reader.Layer):
-        key = (rd._eid, run, tag, layer.max_step, layer.max_wall_time)
+        key = (rd.experiment_id, run, tag, layer.max_step, layer.max_wall_time)
         with self._lock:
             if key in self._runs_cache:
                 return self._runs_cache[key]

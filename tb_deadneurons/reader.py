@@ -177,14 +177,14 @@ class Reader:
 
     def __init__(self, data_provider, experiment_id: str, ctx=None, downsample=1000):
         self._provider = data_provider
-        self._eid = experiment_id
+        self.experiment_id = experiment_id
         self._ctx = ctx if ctx is not None else context.RequestContext()
         self._downsample = downsample
 
     def _list(self, run_tag_filter=None):
         return self._provider.list_tensors(
             self._ctx,
-            experiment_id=self._eid,
+            experiment_id=self.experiment_id,
             plugin_name=metadata.PLUGIN_NAME,
             run_tag_filter=run_tag_filter,
         )
@@ -228,7 +228,7 @@ class Reader:
             )
         data = self._provider.read_tensors(
             self._ctx,
-            experiment_id=self._eid,
+            experiment_id=self.experiment_id,
             plugin_name=metadata.PLUGIN_NAME,
             downsample=downsample or self._downsample,
             run_tag_filter=provider_lib.RunTagFilter(runs=[run], tags=[tag]),
@@ -242,7 +242,7 @@ class Reader:
         rtag = metadata.revival_tag(tag)
         data = self._provider.read_tensors(
             self._ctx,
-            experiment_id=self._eid,
+            experiment_id=self.experiment_id,
             plugin_name=metadata.PLUGIN_NAME,
             downsample=self._downsample,
             run_tag_filter=provider_lib.RunTagFilter(runs=[run], tags=[rtag]),
@@ -259,7 +259,7 @@ class Reader:
         listings = {
             plugin: self._provider.list_scalars(
                 self._ctx,
-                experiment_id=self._eid,
+                experiment_id=self.experiment_id,
                 plugin_name=plugin,
                 run_tag_filter=provider_lib.RunTagFilter(runs=[run]),
             ).get(run, {})
@@ -271,7 +271,7 @@ class Reader:
                     continue
                 data = self._provider.read_scalars(
                     self._ctx,
-                    experiment_id=self._eid,
+                    experiment_id=self.experiment_id,
                     plugin_name=plugin,
                     downsample=downsample,
                     run_tag_filter=provider_lib.RunTagFilter(runs=[run], tags=[tag]),
@@ -283,5 +283,5 @@ class Reader:
 
     def runs(self) -> list[str]:
         """Names of every run of the experiment, sorted."""
-        runs = self._provider.list_runs(self._ctx, experiment_id=self._eid)
+        runs = self._provider.list_runs(self._ctx, experiment_id=self.experiment_id)
         return sorted(r.run_name for r in runs)
