@@ -468,6 +468,21 @@ export function start(root) {
       previous = panel;
       updatePanel(state, panel, info, domain);
     }
+    measureDrawn(state);
+  }
+
+  // Request-to-drawn time of each timeline response, as a performance
+  // measure "deadneurons timeline <run>/<tag>" (read by benchmarks/render.py).
+  function measureDrawn(state) {
+    const end = performance.now();
+    for (const [key, entry] of state.timelines) {
+      if (entry.status !== "ok" || entry.measured || entry.started === undefined) continue;
+      const { run, tag } = splitLayerKey(key);
+      const panel = panels.get(run);
+      if (!panel || !panel.layers.has(key) || panel.root.clientWidth <= 0) continue;
+      entry.measured = true;
+      performance.measure(`deadneurons timeline ${run}/${tag}`, { start: entry.started, end });
+    }
   }
 
   function stepDomain(state, selected) {
