@@ -20,6 +20,7 @@ Usage: python benchmarks/backend.py [--layers 50] [--units 1024]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -164,7 +165,9 @@ def _rss_kib(pid: int) -> int:
     return total
 
 
-def bench_server(logdir: str, layers: int, snapshots: int, load_fast: bool) -> None:
+def bench_server(logdir: str, layers: int, snapshots: int, load_fast: bool) -> float:
+    """Starts ``tensorboard`` on ``logdir``, waits until ./runs shows every
+    snapshot of every layer, and returns its RSS (MiB, with children)."""
     port = free_port()
     exe = shutil.which("tensorboard") or "tensorboard"
     proc = subprocess.Popen(
@@ -178,27 +181,38 @@ def bench_server(logdir: str, layers: int, snapshots: int, load_fast: bool) -> N
     try:
         while time.perf_counter() - t < 900:
             try:
-                import json
-
                 with urllib.request.urlopen(url, timeout=300) as r:
                     body = json.load(r)
-                layer_list = body["runs"][0]["layers"] if body["runs"] else []
-                if len(layer_list) == layers and all(
-                    x["snapshots"] == snapshots for x in layer_list
+                found = body["runs"][0]["layers"] if body["runs"] else []
+                if len(found) == layers and all(
+                    x["snapshots"] == snapshots for x in found
                 ):
                     break
             except OSError:
                 pass
             time.sleep(2)
-        loaded = time.perf_counter() - t
-        rss = _rss_kib(proc.pid) / 1024
-        name = "Rust data server" if load_fast else "Python loader"
-        print(
-            f"tensorboard ({name}): loaded + ./runs {loaded:.0f} s, RSS {rss:.0f} MiB"
-        )
+        time.sleep(2)  # let the loader settle after the last batch
+        return _rss_kib(proc.pid) / 1024
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def bench_memory(logdir: str, layers: int, units: int, snapshots: int) -> None:
+    empty = tempfile.mkdtemp(prefix="deadneurons_empty_")
+    try:
+        for load_fast in (False, True):
+            name = "Rust data server" if load_fast else "Python loader"
+            base = bench_server(empty, 0, 0, load_fast)
+            full = bench_server(logdir, layers, snapshots, load_fast)
+            per = (full - base) * 2**20 / (layers * units * snapshots)
+            print(
+                f"tensorboard RSS ({name}): {full:.0f} MiB loaded, {base:.0f} MiB "
+                f"with an empty logdir: {full - base:.0f} MiB for the log "
+                f"({per:.1f} B/unit-step)"
+            )
+    finally:
+        shutil.rmtree(empty, ignore_errors=True)
 
 
 def main() -> None:
@@ -224,8 +238,7 @@ def main() -> None:
         )
         bench_routes(logdir, args.layers, args.units, args.snapshots, args.repeats)
         if not args.no_server:
-            for load_fast in (False, True):
-                bench_server(logdir, args.layers, args.snapshots, load_fast)
+            bench_memory(logdir, args.layers, args.units, args.snapshots)
     finally:
         shutil.rmtree(logdir, ignore_errors=True)
 
