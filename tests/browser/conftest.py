@@ -69,12 +69,19 @@ class Problems:
     def __init__(self, page):
         self.errors: list[str] = []
         self.dialogs: list[str] = []
+        self.allowed: list[str] = []
         page.on("console", self._console)
         page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
         page.on("dialog", self._dialog)
 
+    def allow(self, text: str) -> None:
+        """Tolerates console errors containing ``text`` (a failure a test causes)."""
+        self.allowed.append(text)
+
     def _console(self, msg):
         if msg.type != "error":
+            return
+        if any(a in msg.text for a in self.allowed):
             return
         url = (msg.location or {}).get("url", "")
         # TensorBoard's own index.html loads Roboto from the absolute path

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from tb_deadneurons import summary
 from tests.support import EventWriter, relu_batch
 
 XSS_RUN = "<img src=x onerror=alert(1)>"
@@ -23,6 +24,8 @@ KILLED_AT = {5: 100, 12: 200, 25: 300}
 # units with small but nonzero output: ReDo score ~0.03-0.04 (dormant at tau=0.1,
 # not at tau=0.025)
 QUIET = (1, 2)
+# A logged re-initialisation of dense_b (a marker; the units stay healthy).
+REVIVAL_STEP, REVIVED_UNITS = 200, (3, 4)
 
 
 def _layer_a(rng: np.random.Generator, step: int) -> np.ndarray:
@@ -53,6 +56,8 @@ def write_planted(logdir: str, seed: int = 0) -> dict:
                 activation="relu",
             )
             w.scalar("deadneurons/loss", step, 2.0 * np.exp(-step / 150) + 0.1)
+            if step == REVIVAL_STEP:
+                w.add(step, summary.revivals_pb("dense_b", list(REVIVED_UNITS)))
     with EventWriter(os.path.join(logdir, XSS_RUN)) as w:
         for step in STEPS[:5]:
             w.snapshot(

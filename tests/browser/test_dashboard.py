@@ -11,8 +11,16 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import open_dashboard
-from tests.browser.planted import DEAD_FROM_START, KILLED_AT, STEPS, UNITS_A, XSS_RUN
+from tests.browser.conftest import FRAME, open_dashboard
+from tests.browser.planted import (
+    DEAD_FROM_START,
+    KILLED_AT,
+    REVIVAL_STEP,
+    REVIVED_UNITS,
+    STEPS,
+    UNITS_A,
+    XSS_RUN,
+)
 from tests.support import EventWriter, relu_batch, tensorboard_server
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -168,6 +176,44 @@ def test_run_without_loss_says_so_and_still_shows_deaths(page, tb_url):
     expect(planted_panel.locator("path.loss-line")).to_have_count(1)
 
 
+def test_revivals_are_marked_on_timeline_and_heatmap(page, tb_url):
+    frame, _ = open_dashboard(page, tb_url)
+    panel = frame.locator('[data-testid=run-panel][data-run="planted"]')
+    marker = panel.locator(f'svg g.revival[data-step="{REVIVAL_STEP}"]')
+    expect(marker).to_have_count(1)
+    expect(marker.locator("title")).to_have_text(
+        f"step {REVIVAL_STEP}: {len(REVIVED_UNITS)} units of dense_b re-initialised"
+    )
+    expect(
+        layer_view(frame, "planted", "dense_b").locator(".revival-mark")
+    ).to_have_count(1)
+    expect(
+        layer_view(frame, "planted", "dense_a").locator(".revival-mark")
+    ).to_have_count(0)
+
+
+def test_heatmap_redraws_on_resize_and_after_tab_switch(page, tb_url):
+    frame, _ = open_dashboard(page, tb_url)
+    canvas = layer_view(frame, "planted", "dense_a").locator("[data-testid=heatmap]")
+    expect(canvas).to_be_visible()
+
+    def width_becomes(predicate, what):
+        deadline = time.monotonic() + 15
+        while not predicate(canvas.evaluate("c => c.width")):
+            assert time.monotonic() < deadline, f"heat map never redrew {what}"
+            page.wait_for_timeout(100)
+
+    wide = canvas.evaluate("c => c.width")
+    page.set_viewport_size({"width": 1200, "height": 900})
+    width_becomes(lambda w: w != wide, "after a resize")
+    # Resized while another tab hides the iframe: redrawn when shown again.
+    page.goto(page.url.replace("#deadneurons", "#scalars"))
+    page.set_viewport_size({"width": 1500, "height": 1000})
+    page.goto(page.url.replace("#scalars", "#deadneurons"))
+    expect(canvas).to_be_visible()
+    width_becomes(lambda w: w == wide, "when its tab came back")
+
+
 @pytest.fixture(scope="module")
 def live_logdir(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("live")
@@ -256,3 +302,42 @@ def test_screenshot_of_demo_logs_shows_dying_run_worse_than_healthy(
             with open(os.path.join(REPO, path), "wb") as fh:
                 fh.write(shot)
     assert re.match(rb"\x89PNG", shot)
+
+
+def test_empty_logdir_shows_snippet_then_runs_once_logged(page, tmp_path_factory):
+    import numpy as np
+
+    logdir = str(tmp_path_factory.mktemp("empty"))
+    with tensorboard_server(logdir) as base:
+        page.goto(base + "/#deadneurons")
+        frame = page.frame_locator(FRAME)
+        empty = frame.locator("[data-testid=empty]")
+        expect(empty).to_contain_text(
+            'cb = tb_deadneurons.DeadNeuronCallback("logs", probe_data=x_val[:256])'
+        )
+        expect(empty).to_contain_text("model.fit(..., callbacks=[cb])")
+        rng = np.random.default_rng(2)
+        with EventWriter(os.path.join(logdir, "late")) as w:
+            for step in range(0, 50, 10):
+                w.snapshot("dense", step, relu_batch(rng, 32, 6, dead=[1]))
+        deadline = time.monotonic() + 30
+        panel = frame.locator('[data-testid=run-panel][data-run="late"]')
+        while not panel.count():
+            assert time.monotonic() < deadline, "the logged run never appeared"
+            frame.locator("[data-testid=refresh]").click()
+            page.wait_for_timeout(1000)
+        expect(
+            layer_view(frame, "late", "dense").locator(".table-caption")
+        ).to_contain_text("1 of 6 units dead")
+        expect(empty).to_have_count(0)
+
+    # The server is gone: the failed request is named, the drawn data stays usable.
+    page.problems.allow("ERR_CONNECTION_REFUSED")
+    frame.locator("[data-testid=refresh]").click()
+    error = frame.locator(".banner [data-testid=error]")
+    expect(error).to_contain_text("Request ./runs failed")
+    expect(error).to_contain_text("network error")
+    canvas = layer_view(frame, "late", "dense").locator("[data-testid=heatmap]")
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 2, box["y"] + 2)
+    expect(frame.locator("[data-testid=tooltip]")).to_contain_text("unit 1 · step 0")
