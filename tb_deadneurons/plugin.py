@@ -180,9 +180,9 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
             if key in self._runs_cache:
                 return self._runs_cache[key]
         series = rd.series(run, tag)
-        last = {name: series.stats[name][-1:] for name in series.stats}
+        last = series.stats.tail(1)
         dead_now = 0
-        if len(series.steps) and _REQUIRED <= last.keys():
+        if len(series.steps) and _REQUIRED <= set(last):
             thresholds = analysis.Thresholds(epsilon=series.meta.epsilon)
             dead_now = len(
                 analysis.classify(last, series.steps[-1:], thresholds).dead_now

@@ -58,6 +58,10 @@ class _Stats(Mapping):
     def __len__(self) -> int:
         return len(self._luts)
 
+    def tail(self, k: int) -> _Stats:
+        """The same stats restricted to the last ``k`` snapshots."""
+        return _Stats(self._codes[-k:] if k else self._codes[:0], self._luts)
+
     def codes(self, name: str) -> np.ndarray:
         """The raw ``uint8 [T, U]`` codes of one row."""
         return self._codes[:, self._luts[name][0], :]
