@@ -9,12 +9,13 @@ data server); classification is ``analysis``'s. Bad parameters raise
 
 Samples: TensorBoard keeps 10 (Python loader) or 100 (data server) samples
 per tag of a third-party plugin. ``DeadNeuronsLoader.fix_flags`` raises our
-default to ``DEFAULT_SAMPLES`` = 1000 snapshots per layer: a snapshot is about
-7 bytes per unit, so 50 layers x 1,024 units x 1,000 snapshots is ~360 MB of
-tensor payload, under the ~500 MB budget. A user's
-``--samples_per_plugin deadneurons=N`` wins; ``deadneurons=0`` keeps every
-snapshot (TensorBoard 2.21's flag parser takes integers only; 0 is what it
-passes to the data server as ``all``).
+default to ``DEFAULT_SAMPLES`` = 800 snapshots per layer. Measured with
+benchmarks/backend.py, a loaded snapshot costs TensorBoard about 10 bytes per
+unit (Python loader and Rust data server alike; ~7 on disk), so 50 layers x
+1,024 units x 800 snapshots is ~390 MiB, inside the ~500 MB budget (1,000
+would be ~490 MiB). A user's ``--samples_per_plugin deadneurons=N`` wins;
+``deadneurons=0`` keeps every snapshot (TensorBoard 2.21's flag parser takes
+integers only and passes 0 to the data server as ``all``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from werkzeug import wrappers
 from tb_deadneurons import analysis, reader
 from tb_deadneurons.metadata import PLUGIN_NAME
 
-DEFAULT_SAMPLES = 1000
+DEFAULT_SAMPLES = 800
 # What ``downsample`` means "all" when the hint is 0 (keep every sample).
 ALL_SAMPLES = 2**31 - 1
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -127,7 +128,10 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
 
     def __init__(self, context: base_plugin.TBContext):
         self._provider = context.data_provider
-        hint = (context.sampling_hints or {}).get(PLUGIN_NAME, DEFAULT_SAMPLES)
+        hints = context.sampling_hints or {}
+        hint = hints.get(PLUGIN_NAME, DEFAULT_SAMPLES)
+        # TensorBoard's own default for scalars; 0 means all, as for us.
+        self._loss_samples = hints.get("scalars", 1000) or ALL_SAMPLES
         self._downsample = hint if hint > 0 else ALL_SAMPLES
         self._runs_cache: dict = {}
         self._lock = threading.Lock()
@@ -290,7 +294,7 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
         rd = self._reader(request)
         if run not in rd.runs():
             raise errors.NotFoundError(f"no run {run!r}")
-        found = rd.loss(run, downsample=DEFAULT_SAMPLES)
+        found = rd.loss(run, downsample=self._loss_samples)
         if found is None:
             body = {
                 "run": run,
