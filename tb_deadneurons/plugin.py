@@ -176,7 +176,8 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
                 entries.append(summary)
                 warnings += w
             runs.append({"run": run, "layers": entries})
-        return _json(request, {"runs": runs, "warnings": warnings})
+        unique = list(dict.fromkeys(warnings))  # layers() and series() both warn
+        return _json(request, {"runs": runs, "warnings": unique})
 
     def _layer_summary(self, rd: reader.Reader, run, tag, layer: reader.Layer):
         key = (rd.experiment_id, run, tag, layer.max_step, layer.max_wall_time)

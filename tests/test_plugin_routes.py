@@ -121,6 +121,8 @@ def test_runs_lists_each_layer_with_units_snapshots_and_dead_now(client):
     assert dense["dead_fraction_now"] == pytest.approx(4 / 16)
     assert tanh["dead_now"] == 1 and tanh["activation"] == "tanh"
     assert any("tag broken" in w for w in body["warnings"])
+    assert len(body["warnings"]) == len(set(body["warnings"]))
+    assert any("version 99" in w for w in body["warnings"])
 
 
 def test_timeline_reports_exactly_the_planted_dead_units(client):
