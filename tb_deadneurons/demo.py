@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -133,6 +134,8 @@ def serve(logdir: str, port: int) -> int:
         str(port),
     ]
     proc = subprocess.Popen(cmd)
+    # `kill` (SIGTERM) stops TensorBoard too, like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     base = f"http://localhost:{port}/"
     try:
         deadline = time.monotonic() + 120

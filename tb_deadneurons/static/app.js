@@ -83,9 +83,11 @@ class LayerView {
     this.body.hidden = !data;
     if (!data) return;
     const nowWord = data.thresholds && data.thresholds.definition === "dormant" ? "dormant" : "dead";
+    const dying = Array.isArray(data.dying) ? data.dying.filter(Boolean).length : 0;
     replace(
       this.meta,
       `${data.units} units · ${data.steps.length} snapshots · ${data.dead_now.length} dead, ${data.dormant_now.length} dormant (τ = ${data.thresholds ? data.thresholds.tau : "?"}) now` +
+        (dying ? ` · ${dying} dying` : "") +
         (nowWord === "dormant" ? " · died-at by τ-dormancy" : ""),
     );
     if (this.hintsData !== data.hints) {
@@ -583,6 +585,13 @@ export function start(root) {
   }
 
   store.subscribe(scheduleRender);
+  try {
+    // Follow TensorBoard's dark-mode toggle (a class on the parent's body).
+    const body = window.parent !== window ? window.parent.document.body : null;
+    if (body) new MutationObserver(scheduleRender).observe(body, { attributes: true, attributeFilter: ["class"] });
+  } catch {
+    // Not same-origin: prefers-color-scheme decides.
+  }
   new ResizeObserver(() => {
     for (const panel of panels.values()) panel.chartSig = null;
     scheduleRender();

@@ -191,7 +191,11 @@ export function tooltipLines(run, tag, cell, timeline, unitData) {
   ];
   const diedAt = timeline.died_at ? timeline.died_at[cell.unit] : null;
   const revived = timeline.revived ? timeline.revived[cell.unit] : false;
-  lines.push(`died at: ${diedAt === null || diedAt === undefined ? "never" : diedAt}${revived ? " · revived" : ""}`);
+  const dying = timeline.dying ? timeline.dying[cell.unit] : false;
+  lines.push(
+    `died at: ${diedAt === null || diedAt === undefined ? "never" : diedAt}` +
+      `${revived ? " · revived" : ""}${dying ? " · dying (active share falling)" : ""}`,
+  );
   if (unitData) {
     const i = unitData.steps.indexOf(cell.step);
     if (i >= 0) {
