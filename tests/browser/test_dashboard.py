@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -274,7 +275,7 @@ def test_screenshot_of_demo_logs_shows_dying_run_worse_than_healthy(
             logdir,
             "--no-serve",
             "--epochs",
-            "4",
+            "6",
         ],
         check=True,
         cwd=REPO,
@@ -298,7 +299,14 @@ def test_screenshot_of_demo_logs_shows_dying_run_worse_than_healthy(
         page.wait_for_timeout(500)
         os.makedirs(os.path.join(REPO, "artifacts"), exist_ok=True)
         shot = page.screenshot()
-        for path in ("artifacts/dashboard.png", "docs/screenshot.png"):
+        paths = ["artifacts/dashboard.png"]
+        # The README's copy is tracked: rewritten only when asked or missing.
+        readme_copy = os.path.join(REPO, "docs", "screenshot.png")
+        if os.environ.get("UPDATE_SCREENSHOT") == "1" or not os.path.exists(
+            readme_copy
+        ):
+            paths.append("docs/screenshot.png")
+        for path in paths:
             with open(os.path.join(REPO, path), "wb") as fh:
                 fh.write(shot)
     assert re.match(rb"\x89PNG", shot)
@@ -341,3 +349,39 @@ def test_empty_logdir_shows_snippet_then_runs_once_logged(page, tmp_path_factory
     box = canvas.bounding_box()
     page.mouse.move(box["x"] + 2, box["y"] + 2)
     expect(frame.locator("[data-testid=tooltip]")).to_contain_text("unit 1 · step 0")
+
+
+def test_dead_units_export_as_csv_and_json(page, tb_url):
+    frame, _ = open_dashboard(page, tb_url)
+    view = layer_view(frame, "planted", "dense_a")
+    expect(view.locator(".table-caption")).to_contain_text("7 of 32")
+    with page.expect_download() as dl:
+        view.locator("[data-testid=export-csv]").click()
+    assert dl.value.suggested_filename == "deadneurons-planted-dense_a.csv"
+    lines = open(dl.value.path(), encoding="utf-8").read().splitlines()
+    assert lines[0] == "run,tag,unit,died_at,revived,dormant_score_now,definition,tau"
+    expected = {u: STEPS[0] for u in DEAD_FROM_START} | KILLED_AT
+    got = {int(f[2]): int(f[3]) for f in (line.split(",") for line in lines[1:])}
+    assert got == expected
+    with page.expect_download() as dl:
+        view.locator("[data-testid=export-json]").click()
+    body = json.loads(open(dl.value.path(), encoding="utf-8").read())
+    assert body["run"] == "planted" and body["thresholds"]["definition"] == "dead"
+    assert {r["unit"]: r["died_at"] for r in body["dead_units"]} == expected
+
+
+def test_layer_filter_and_index_order(page, tb_url):
+    frame, _ = open_dashboard(page, tb_url)
+    frame.locator("[data-testid=layer-filter]").fill("dense_b")
+    items = frame.locator("[data-testid=layer-item]")
+    expect(items).to_have_count(1)
+    expect(items.first).to_have_attribute("data-tag", "dense_b")
+    frame.locator("[data-testid=layer-filter]").fill("")
+    expect(items).to_have_count(3)
+
+    frame.locator("[data-testid=order]").select_option("index")
+    canvas = layer_view(frame, "planted", "dense_a").locator("[data-testid=heatmap]")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 2, box["y"] + 2)
+    expect(frame.locator("[data-testid=tooltip]")).to_contain_text("unit 0 · step 0")
