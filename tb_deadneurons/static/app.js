@@ -204,8 +204,10 @@ export function start(root) {
         if (entry && entry.status === "error") lines[lines.length - 1] = "statistics: request failed";
         replace(tooltip, lines.map((line, i) => h("div", { className: i === 0 ? "tip-title" : "" }, line)));
         tooltip.hidden = false;
-        const x = Math.min(event.clientX + 14, window.innerWidth - tooltip.offsetWidth - 4);
-        const y = event.clientY + 16 + tooltip.offsetHeight > window.innerHeight ? event.clientY - tooltip.offsetHeight - 8 : event.clientY + 16;
+        // clientWidth/Height exclude the scrollbars, unlike innerWidth/Height.
+        const { clientWidth, clientHeight } = document.documentElement;
+        const x = Math.min(event.clientX + 14, clientWidth - tooltip.offsetWidth - 4);
+        const y = event.clientY + 16 + tooltip.offsetHeight > clientHeight ? event.clientY - tooltip.offsetHeight - 8 : event.clientY + 16;
         tooltip.style.left = `${Math.max(4, x)}px`;
         tooltip.style.top = `${Math.max(4, y)}px`;
       };
