@@ -15,8 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from tb_deadneurons import analysis, codec, metadata, probe, summary
+from tb_deadneurons.probe import LOSS_TAG
 
-LOSS_TAG = "deadneurons/loss"
+__all__ = ["DeadNeuronCallback", "LOSS_TAG"]
+
 
 # A snapshot costs about one forward pass of the probe batch plus a small
 # write; every 50 batches keeps that under ~1-3 % of a small model's training
@@ -126,6 +128,7 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         self._writer = None
         self._probe = None
         self._step = None
+        self._epoch_start = 0
         self._last_snapshot_step = None
         self.last_snapshot: dict[str, np.ndarray] = {}
 
@@ -148,12 +151,9 @@ class DeadNeuronCallback(keras.callbacks.Callback):
                 gradients=self.gradients,
                 epsilon=self.epsilon,
             )
-        if self._step is None:
-            optimizer = getattr(self.model, "optimizer", None)
-            iterations = getattr(optimizer, "iterations", None)
-            self._step = int(iterations.numpy()) if iterations is not None else 0
+        self._step = self._iterations(default=self._step or 0)
         if self._last_snapshot_step != self._step:
-            self._snapshot(loss=None)
+            self._snapshot(loss=None)  # before the first step: units born dead
 
     @property
     def watched(self) -> dict[str, keras.layers.Layer]:
@@ -162,31 +162,54 @@ class DeadNeuronCallback(keras.callbacks.Callback):
 
     # -- per batch ---------------------------------------------------------------
 
-    def on_train_batch_begin(self, batch, logs=None):
-        self._batch_begin = batch
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self._step
 
-    def on_train_batch_end(self, batch, logs=None):
-        # With steps_per_execution > 1 one call covers several batches.
-        begin = getattr(self, "_batch_begin", batch)
-        self._step += max(1, int(batch) - int(begin) + 1)
-        if self._step % self.every_n_batches == 0:
-            loss = logs.get("loss") if isinstance(logs, dict) else None
-            self._snapshot(loss=loss)
-        if self.revive_every and self._step % self.revive_every == 0:
-            self._revive()
+    # Only a batch *begin* hook: overriding ``on_train_batch_end`` makes Keras
+    # convert every batch's logs to Python numbers, a device sync per step.
+    # The state at the beginning of batch k is the state after k batches.
+    def on_train_batch_begin(self, batch, logs=None):
+        self._advance(self._epoch_start + int(batch), loss=self._running_loss)
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = logs.get("loss") if isinstance(logs, dict) else None
+        steps = (self.params or {}).get("steps") or 0
+        self._advance(
+            self._iterations(default=self._epoch_start + steps), loss=lambda: loss
+        )
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
             self._writer.flush()
 
+    def _iterations(self, default: int) -> int:
+        iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
+        return int(iterations.numpy()) if iterations is not None else int(default)
+
+    def _running_loss(self) -> float | None:
+        """Keras's running mean of the epoch's loss, as ``logs["loss"]``."""
+        for metric in getattr(self.model, "metrics", []):
+            if metric.name == "loss":
+                count = getattr(metric, "count", None)
+                if count is not None and float(count.numpy()) == 0:
+                    return None
+                return float(metric.result())
+        return None
+
+    def _advance(self, step: int, loss) -> None:
+        """Moves to ``step``; snapshots / revives when a period was crossed."""
+        previous, self._step = self._step, step
+        if step // self.every_n_batches > previous // self.every_n_batches:
+            self._snapshot(loss=loss())
+        if self.revive_every and step // self.revive_every > previous // (
+            self.revive_every
+        ):
+            self._revive()
+
     # -- work ----------------------------------------------------------------
 
-    def _snapshot(self, loss) -> None:
-        step = tf.constant(self._step, dtype=tf.int64)
-        with self._writer.as_default():
-            codes = self._probe(step)
-            if loss is not None:
-                tf.summary.scalar(LOSS_TAG, float(loss), step=step)
+    def _snapshot(self, loss: float | None) -> None:
+        codes = self._probe(self._step, loss)
         # Flushed at once so an interrupted fit keeps every snapshot so far.
         self._writer.flush()
         self._last_snapshot_step = self._step

@@ -18,6 +18,8 @@ import tensorflow as tf
 
 from tb_deadneurons import metadata, summary
 
+LOSS_TAG = "deadneurons/loss"
+
 # Layers whose output is itself a non-linearity, whatever their arguments.
 _ACTIVATION_LAYERS = {
     "ReLU": "relu",
@@ -135,11 +137,24 @@ def _capturing(layers: dict[str, keras.layers.Layer]):
             object.__delattr__(layer, "call")
 
 
+@contextlib.contextmanager
+def _fit_errors(model):
+    """Reports any failure to run the probe batch as a clear ValueError."""
+    try:
+        yield
+    except Exception as e:
+        raise ValueError(
+            f"probe_data does not fit the model {model.name!r}: {type(e).__name__}: {e}"
+        ) from e
+
+
 class ProbeFunction:
     """A compiled probe pass writing one snapshot per watched layer.
 
-    Summaries go to ``writer`` (bound when the function is traced). Call it
-    with an int64 step tensor; it returns tag → the encoded uint8 snapshot.
+    Summaries go to ``writer`` (bound when the function is traced): one
+    snapshot per watched layer, its metadata in the tag's first event only,
+    and the loss as the scalar ``LOSS_TAG`` when it is finite. Returns
+    tag → the encoded uint8 snapshot.
 
     Raises (at construction):
       ValueError: unknown layers, no layer to watch, or a probe batch that
@@ -150,44 +165,43 @@ class ProbeFunction:
         self, model, writer, x, y, *, layers=None, gradients=False, epsilon=0.0
     ):
         self.model = model
+        self._writer = writer
         self._x = tf.nest.map_structure(tf.convert_to_tensor, x)
+        self._y = None if y is None else tf.nest.map_structure(tf.convert_to_tensor, y)
         if not model.built:
             # A subclassed model is built on its first call; that must happen
             # eagerly, not while our function is traced.
-            try:
+            with _fit_errors(model):
                 model(self._x, training=False)
-            except Exception as e:
-                raise ValueError(
-                    f"probe_data does not fit the model {model.name!r}: "
-                    f"{type(e).__name__}: {e}"
-                ) from e
-        candidates = select_layers(model, layers)
-        self._y = None if y is None else tf.nest.map_structure(tf.convert_to_tensor, y)
+        self._candidates = select_layers(model, layers)
         self._gradients = gradients
         self._epsilon = epsilon
-        self._candidates = candidates
         self._explicit = layers is not None
         self._traced_tags: list[str] = []
-        fn = tf.function(self._run, autograph=False)
-        with _capturing(candidates) as captured, writer.as_default():
-            self._captured = captured
-            try:
-                concrete = fn.get_concrete_function(tf.TensorSpec([], tf.int64))
-            except Exception as e:
-                raise ValueError(
-                    f"probe_data does not fit the model {model.name!r}: "
-                    f"{type(e).__name__}: {e}"
-                ) from e
-        self.watched = {t: candidates[t] for t in self._traced_tags}
+        self._called = False
+        # TensorBoard keeps the metadata of a series' first event only: the
+        # first call writes it, later calls use a variant without it.
+        self._variants = {True: self._trace(with_metadata=True)}
+        self.watched = {t: self._candidates[t] for t in self._traced_tags}
         if not self.watched:
             raise ValueError(
                 "no layer to watch: the model has no layer after a non-linearity "
                 "besides its output; pass layers=[...]"
             )
-        self._captured = None
-        self._fn = concrete
 
-    def _run(self, step):
+    def _trace(self, with_metadata: bool):
+        self._with_metadata = with_metadata
+        fn = tf.function(self._run, autograph=False)
+        with _capturing(self._candidates) as captured, self._writer.as_default():
+            self._captured = captured
+            with _fit_errors(self.model):
+                concrete = fn.get_concrete_function(
+                    tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.float32)
+                )
+        self._captured = None
+        return concrete
+
+    def _run(self, step, loss):
         captured = self._captured
         captured["__graph__"] = tf.compat.v1.get_default_graph()
 
@@ -222,23 +236,31 @@ class ProbeFunction:
             codes = summary.snapshot_tf(
                 data, grad, unit_axis=axis, epsilon=self._epsilon
             )
+            meta = metadata.create_summary_metadata(
+                None,
+                None,
+                with_gradients=self._gradients,
+                epsilon=self._epsilon,
+                layer_class=type(layer).__name__,
+                activation=activation_name(layer) or "",
+                unit_axis=axis,
+            )
             tf.summary.write(
-                tag=tag,
-                tensor=codes,
-                step=step,
-                metadata=metadata.create_summary_metadata(
-                    None,
-                    None,
-                    with_gradients=self._gradients,
-                    epsilon=self._epsilon,
-                    layer_class=type(layer).__name__,
-                    activation=activation_name(layer) or "",
-                    unit_axis=axis,
-                ),
+                tag, codes, step=step, metadata=meta if self._with_metadata else None
             )
             result[tag] = codes
+        with tf.summary.record_if(tf.math.is_finite(loss)):
+            tf.summary.scalar(LOSS_TAG, loss, step=step)
         self._traced_tags = tags
         return result
 
-    def __call__(self, step) -> dict[str, tf.Tensor]:
-        return self._fn(step)
+    def __call__(self, step: int, loss: float | None = None) -> dict[str, tf.Tensor]:
+        """Writes the snapshots (and ``loss``, unless None) at ``step``."""
+        if self._called and False not in self._variants:
+            self._variants[False] = self._trace(with_metadata=False)
+        fn = self._variants[not self._called]
+        self._called = True
+        return fn(
+            tf.constant(step, tf.int64),
+            tf.constant(np.nan if loss is None else loss, tf.float32),
+        )

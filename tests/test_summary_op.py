@@ -114,3 +114,45 @@ def test_op_with_empty_batch_and_all_nan_unit_writes_zero_counts(tmp_path):
     assert empty["count"].tolist() == [0, 0, 0]
     assert nan["count"][1] == 0 and nan["nonfinite"][1] == 4
     assert np.all(np.isfinite(nan["mean_abs"]))
+
+
+def _metadata_per_event(run_dir, tag):
+    import os
+
+    from tensorboard.backend.event_processing import event_file_loader
+    from tensorboard.compat.proto import event_pb2
+
+    out = []
+    for name in sorted(os.listdir(run_dir)):
+        loader = event_file_loader.RawEventFileLoader(os.path.join(run_dir, name))
+        for raw in loader.Load():
+            for value in event_pb2.Event.FromString(raw).summary.value:
+                if value.tag == tag:
+                    out.append(value.metadata.plugin_data.plugin_name)
+    return out
+
+
+def test_metadata_is_written_once_per_writer_and_tag_after_a_real_write(tmp_path):
+    x = tf.ones([4, 3])
+    for run in ("a", "b"):
+        # A tf.function binds the writer it was traced with: one per writer.
+        @tf.function
+        def log(step, record):
+            with tf.summary.record_if(record):
+                summary.activations("layer", x, step=step)
+
+        writer = tf.summary.create_file_writer(str(tmp_path / run))
+        with writer.as_default():
+            log(tf.constant(0, tf.int64), tf.constant(False))
+            for step in range(1, 4):
+                log(tf.constant(step, tf.int64), tf.constant(True))
+            summary.activations("layer", x, step=4)  # eager, same writer
+        writer.flush()
+        names = _metadata_per_event(str(tmp_path / run), "layer")
+        assert names == ["deadneurons", "", "", ""]
+        assert [s for s, _ in events.snapshots(str(tmp_path / run))["layer"]] == [
+            1,
+            2,
+            3,
+            4,
+        ]

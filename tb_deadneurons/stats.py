@@ -1,0 +1,85 @@
+"""Per-unit statistics of a layer's output in numpy (the twin of ``stats_tf``).
+
+Every axis but the unit axis (batch, time, space) is reduced; the result is
+the uint8 ``[num_stats, units]`` snapshot of ``docs/format.md``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tb_deadneurons import codec, metadata
+
+
+def check_shape(arg: str, shape, unit_axis: int) -> None:
+    rank = len(shape)
+    if rank < 2:
+        raise ValueError(
+            f"{arg} must have rank >= 2 (batch, ..., units); got shape {tuple(shape)}"
+        )
+    if not -rank <= unit_axis < rank:
+        raise ValueError(
+            f"unit_axis={unit_axis} is out of range for {arg} of rank {rank}"
+        )
+    if shape[unit_axis] == 0:
+        raise ValueError(
+            f"{arg} has zero units on axis {unit_axis}: shape {tuple(shape)}"
+        )
+
+
+def check_numpy_dtype(arg: str, array: np.ndarray) -> None:
+    if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{arg} must be numeric; got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise ValueError(f"{arg} must be real; got dtype {array.dtype}")
+
+
+def _per_unit_stats_np(x: np.ndarray, epsilon: float) -> dict[str, np.ndarray]:
+    """Statistics of the finite values of ``x`` ([n, units]) per column."""
+    finite = np.isfinite(x)
+    x0 = np.where(finite, x, np.float32(0))
+    count = finite.sum(axis=0, dtype=np.float32)
+    denom = np.maximum(count, np.float32(1))
+    absx = np.abs(x0)
+    mean = x0.sum(axis=0, dtype=np.float32) / denom
+    centred = np.where(finite, x0 - mean, np.float32(0))
+    return {
+        metadata.ACTIVE_FRACTION: (finite & (absx > np.float32(epsilon))).sum(
+            axis=0, dtype=np.float32
+        )
+        / denom,
+        metadata.MEAN_ABS: absx.sum(axis=0, dtype=np.float32) / denom,
+        metadata.MEAN: mean,
+        metadata.STD: np.sqrt(
+            (centred * centred).sum(axis=0, dtype=np.float32) / denom
+        ),
+        metadata.MAX_ABS: absx.max(axis=0, initial=np.float32(0)),
+        metadata.COUNT: count,
+        metadata.NONFINITE: np.float32(x.shape[0]) - count,
+    }
+
+
+def _as_units_last_np(arg: str, data, unit_axis: int) -> np.ndarray:
+    array = np.asarray(data)
+    check_numpy_dtype(arg, array)
+    check_shape(arg, array.shape, unit_axis)
+    array = np.moveaxis(array, unit_axis, -1)
+    return array.reshape(-1, array.shape[-1]).astype(np.float32)
+
+
+def snapshot_np(
+    data, gradients=None, *, unit_axis: int = -1, epsilon: float = 0.0
+) -> np.ndarray:
+    """The encoded ``[num_stats, units]`` uint8 snapshot of a numpy array."""
+    x = _as_units_last_np("data", data, unit_axis)
+    stats = _per_unit_stats_np(x, epsilon)
+    if gradients is not None:
+        g = _as_units_last_np("gradients", gradients, unit_axis)
+        if g.shape != x.shape:
+            raise ValueError(
+                f"gradients must have the shape of data: {np.shape(gradients)} vs "
+                f"{np.shape(data)}"
+            )
+        stats[metadata.GRAD_MEAN_ABS] = _per_unit_stats_np(g, 0.0)[metadata.MEAN_ABS]
+    names = metadata.stat_names(gradients is not None)
+    return np.stack([codec.encode(stats[n], metadata.ENCODINGS[n]) for n in names])

@@ -1,0 +1,144 @@
+"""Per-unit statistics of a layer's output computed in the TensorFlow graph.
+
+The in-graph twin of ``stats.snapshot_np``: same reductions, same codes
+(a test pins them together). TensorFlow is passed in, not imported, so the
+module imports without it.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from tb_deadneurons import codec, metadata
+from tb_deadneurons.proto import plugin_data_pb2
+from tb_deadneurons.stats import check_shape
+
+_Kind = plugin_data_pb2.RowEncoding
+
+
+def units_last_tf(tf, arg: str, x, unit_axis: int):
+    x = tf.convert_to_tensor(x)
+    if x.dtype.is_bool or not (x.dtype.is_floating or x.dtype.is_integer):
+        raise ValueError(f"{arg} must be real and numeric; got dtype {x.dtype.name}")
+    if x.shape.rank is None:
+        raise ValueError(f"{arg} must have a known rank; got shape {x.shape}")
+    check_shape(arg, x.shape.as_list(), unit_axis)
+    rank = x.shape.rank
+    axis = unit_axis % rank
+    if axis != rank - 1:
+        x = tf.transpose(x, [i for i in range(rank) if i != axis] + [axis])
+    units = x.shape[-1]
+    return tf.reshape(tf.cast(x, tf.float32), [-1, units if units is not None else -1])
+
+
+def _per_unit_stats_tf(tf, x, epsilon: float) -> dict:
+    finite = tf.math.is_finite(x)
+    x0 = tf.where(finite, x, 0.0)
+    finite_f = tf.cast(finite, tf.float32)
+    count = tf.reduce_sum(finite_f, axis=0)
+    denom = tf.maximum(count, 1.0)
+    absx = tf.abs(x0)
+    mean = tf.reduce_sum(x0, axis=0) / denom
+    centred = (x0 - mean) * finite_f
+    active = tf.cast(absx > epsilon, tf.float32) * finite_f
+    n = tf.cast(tf.shape(x)[0], tf.float32)
+    return {
+        metadata.ACTIVE_FRACTION: tf.reduce_sum(active, axis=0) / denom,
+        metadata.MEAN_ABS: tf.reduce_sum(absx, axis=0) / denom,
+        metadata.MEAN: mean,
+        metadata.STD: tf.sqrt(tf.reduce_sum(centred * centred, axis=0) / denom),
+        # max over an empty batch is -inf in TF; clamp to numpy's initial 0.
+        metadata.MAX_ABS: tf.maximum(tf.reduce_max(absx, axis=0), 0.0),
+        metadata.COUNT: count,
+        metadata.NONFINITE: n - count,
+    }
+
+
+def _log_codes_tf(tf, magnitude, enc, max_code: int):
+    pos = (tf.math.log(magnitude) / np.float32(np.log(2.0)) - enc.log2_min) * (
+        enc.steps_per_octave
+    )
+    pos = tf.where(magnitude > 0, pos, 0.0)
+    codes = tf.clip_by_value(tf.floor(pos + 0.5) + 1.0, 1.0, float(max_code))
+    return tf.where(magnitude > 0, codes, 0.0)
+
+
+def _encode_tf(tf, values, enc):
+    if enc.kind == _Kind.UNIT_FRACTION:
+        v = tf.clip_by_value(values, 0.0, 1.0)
+        mid = tf.clip_by_value(tf.floor(v * codec.FRACTION_SCALE + 0.5), 1.0, 254.0)
+        codes = tf.where(v <= 0.0, 0.0, tf.where(v >= 1.0, float(codec.MAX_CODE), mid))
+    elif enc.kind == _Kind.LOG:
+        codes = _log_codes_tf(tf, tf.abs(values), enc, codec.MAX_CODE)
+    else:
+        codes = _log_codes_tf(
+            tf, tf.abs(values), enc, codec.SIGNED_MAX_CODE
+        ) + tf.where(values < 0.0, float(codec.SIGN_BIT), 0.0)
+    return tf.cast(codes, tf.uint8)
+
+
+def snapshot_tf(data, gradients=None, *, unit_axis: int = -1, epsilon: float = 0.0):
+    """The encoded ``[num_stats, units]`` uint8 snapshot, computed in-graph."""
+    import tensorflow as tf
+
+    x = units_last_tf(tf, "data", data, unit_axis)
+    stats = _per_unit_stats_tf(tf, x, epsilon)
+    if gradients is not None:
+        g = units_last_tf(tf, "gradients", gradients, unit_axis)
+        if not g.shape.is_compatible_with(x.shape):
+            raise ValueError(
+                "gradients must have the shape of data: "
+                f"{gradients.shape} vs {data.shape}"
+            )
+        stats[metadata.GRAD_MEAN_ABS] = _per_unit_stats_tf(tf, g, 0.0)[
+            metadata.MEAN_ABS
+        ]
+    names = metadata.stat_names(gradients is not None)
+    return tf.stack([_encode_tf(tf, stats[n], metadata.ENCODINGS[n]) for n in names])
+
+
+# writer -> {tag: tf.Variable(bool)}: whether the tag's metadata was written.
+_metadata_written = weakref.WeakKeyDictionary()
+
+
+def _default_writer():
+    try:
+        from tensorflow.python.ops import summary_ops_v2
+
+        return summary_ops_v2._summary_state.writer
+    except (ImportError, AttributeError):  # a TensorFlow without it
+        return None
+
+
+def write_once(tag: str, tensor, step, summary_metadata):
+    """``tf.summary.write``, with the metadata only in the tag's first event.
+
+    TensorBoard keeps the metadata of a series' first event only; TF's own
+    ops repeat it in every event, which for our ~190-byte metadata would
+    cost as much as 3 bytes per unit of a 64-unit snapshot. A flag per
+    (default writer, tag) -- a variable, so it works inside ``tf.function``
+    -- is set once a write actually happened (``record_if`` respected).
+    Without a default writer, or on a TensorFlow whose writer state cannot
+    be seen, the metadata is written every time.
+    """
+    import tensorflow as tf
+
+    full = summary_metadata.SerializeToString()
+    writer = _default_writer()
+    if writer is None:
+        return tf.summary.write(tag, tensor, step=step, metadata=full)
+    try:
+        flags = _metadata_written.setdefault(writer, {})
+    except TypeError:  # not weak-referenceable
+        return tf.summary.write(tag, tensor, step=step, metadata=full)
+    flag = flags.get(tag)
+    if flag is None:
+        with tf.init_scope():
+            flag = tf.Variable(False, trainable=False, name="deadneurons_meta")
+        flags[tag] = flag
+    meta = tf.where(flag, tf.constant(b""), tf.constant(full))
+    written = tf.summary.write(tag, tensor, step=step, metadata=meta)
+    flag.assign(tf.logical_or(flag, written))
+    return written
