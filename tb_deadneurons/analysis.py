@@ -37,6 +37,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from tb_deadneurons import diagnosis
+
 DEFINITIONS = ("dead", "dormant")
 DEFAULT_TAU = 0.1
 DEFAULT_CONSTANT_STD = 1e-3
@@ -251,4 +253,31 @@ def dying(
         & (slope < 0)
         & (af[-1] <= 0.5 * af[0])
         & (fit_last + slope * w <= 0)
+    )
+
+
+def hints(result: Classification, activation: str = "", loss=None) -> list[dict]:
+    """Likely causes and remedies for a classified layer (``diagnosis``).
+
+    Args:
+      result: the layer's classification.
+      activation: the layer's activation name from its metadata.
+      loss: ``reader.Reader.loss``'s ``(tag, step_unit, source, steps,
+        values)`` or None; used only when its steps are training batches,
+        the snapshots' step axis.
+    """
+    if not len(result.steps):
+        return []
+    never_active = (result.active_fraction <= 0) & result.has_data
+    loss_steps = loss_values = None
+    if loss is not None and loss[1] == "batch" and len(loss[3]):
+        loss_steps, loss_values = np.asarray(loss[3]), np.asarray(loss[4])
+    return diagnosis.diagnose(
+        result.steps,
+        result.dead.T,
+        never_active=never_active.T,
+        constant=(result.dead & ~never_active).T,
+        activation=activation,
+        loss_steps=loss_steps,
+        loss_values=loss_values,
     )

@@ -111,16 +111,6 @@ def _finite_list(values, digits: int = 4) -> list:
     ]
 
 
-def _hints(series: reader.Series, result: analysis.Classification) -> list[dict]:
-    """The single call site of the diagnosis module (``diagnosis.diagnose``).
-
-    Returns ``[{"pattern", "remedy", "evidence"}]`` for ``./timeline``; empty
-    until ``tb_deadneurons/diagnosis.py`` exists, then this body becomes
-    ``return diagnosis.diagnose(series, result)``.
-    """
-    return []
-
-
 class DeadNeuronsPlugin(base_plugin.TBPlugin):
     """Serves the Dead Neurons dashboard and its data routes."""
 
@@ -229,6 +219,7 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
     @wrappers.Request.application
     def _serve_timeline(self, request):
         series, _, result = self._classified(request)
+        rd = self._reader(request)
         matrix = result.matrix()
         body = {
             "run": series.run,
@@ -246,7 +237,7 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
             else [None] * result.units,
             "dead_now": result.dead_now,
             "dormant_now": result.dormant_now,
-            "revivals": self._reader(request).revivals(series.run, series.tag),
+            "revivals": rd.revivals(series.run, series.tag),
             "matrix": {
                 "encoding": "base64",
                 "shape": list(matrix.shape),
@@ -255,7 +246,9 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
                 "bits 5-0 round(active_fraction*63), nonzero share >= 1",
                 "data": _b64(matrix),
             },
-            "hints": _hints(series, result),
+            "hints": analysis.hints(
+                result, series.meta.activation, rd.loss(series.run, self._loss_samples)
+            ),
             "warnings": series.warnings,
         }
         return _json(request, body)

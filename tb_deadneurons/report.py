@@ -78,11 +78,12 @@ def _data_provider(logdir: str):
 
 
 def analyse(logdir: str, run_name: str | None = None, tau: float = 0.1):
-    """({run: {tag: (Series, Classification)}}, warnings) for a logdir."""
+    """({run: {tag: (Series, Classification, hints)}}, warnings) for a logdir."""
     rd = reader.Reader(_data_provider(logdir), "", downsample=2**31 - 1)
     layers, warnings = rd.layers(run_name)
     results = {}
     for run_, tags in layers.items():
+        loss = rd.loss(run_, downsample=2**31 - 1)
         for tag, layer in tags.items():
             series = rd.series(run_, tag)
             warnings += series.warnings
@@ -92,7 +93,8 @@ def analyse(logdir: str, run_name: str | None = None, tau: float = 0.1):
                 continue
             thresholds = analysis.Thresholds(tau=tau, epsilon=layer.meta.epsilon)
             result = analysis.classify(series.stats, series.steps, thresholds)
-            results.setdefault(run_, {})[tag] = (series, result)
+            hints = analysis.hints(result, layer.meta.activation, loss)
+            results.setdefault(run_, {})[tag] = (series, result, hints)
     return results, warnings
 
 
@@ -101,7 +103,7 @@ def to_json(results, warnings) -> dict:
     runs = {}
     for run_, tags in results.items():
         layers = {}
-        for tag, (_, r) in tags.items():
+        for tag, (_, r, hints) in tags.items():
             layers[tag] = {
                 "units": r.units,
                 "steps": r.steps.tolist(),
@@ -113,6 +115,7 @@ def to_json(results, warnings) -> dict:
                     str(u): s for u, s in enumerate(r.died_at()) if s is not None
                 },
                 "revived_units": [int(u) for u in r.revived().nonzero()[0]],
+                "hints": hints,
             }
         runs[run_] = {"layers": layers}
     return {"runs": runs, "warnings": warnings}
@@ -124,7 +127,7 @@ def to_text(results, warnings) -> str:
     lines = []
     for run_, tags in results.items():
         rows = [(*header, "worst step (dead)")]
-        for tag, (_, r) in tags.items():
+        for tag, (_, r, _) in tags.items():
             deaths = [s for s in r.died_at() if s is not None]
             worst = int(max(range(len(r.steps)), key=lambda i: r.dead_count[i]))
             rows.append(
@@ -144,6 +147,10 @@ def to_text(results, warnings) -> str:
             cells = [row[0].ljust(widths[0])]
             cells += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
             lines.append("  " + "  ".join(cells))
+        for tag, (_, _, hints) in tags.items():
+            for hint in hints:
+                lines.append(f"  hint {tag}: {hint['pattern']}: {hint['evidence']}")
+                lines.append(f"    remedy: {hint['remedy']}")
         lines.append("")
     if not results:
         lines.append("no dead-neuron snapshot series found\n")
@@ -176,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     status = 0
     for run_, tags in results.items():
-        for tag, (_, r) in tags.items():
+        for tag, (_, r, _hints) in tags.items():
             fraction = len(r.dead_now) / r.units
             if fraction > fail_above:
                 print(
