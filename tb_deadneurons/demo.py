@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run)
 
 
-def _digits():
+def digits():
+    """scikit-learn's digits, shuffled: ((x, y), (x_val, y_val))."""
     import numpy as np
     from sklearn.datasets import load_digits
 
@@ -59,9 +60,10 @@ def _digits():
     return (x[:1500], y[:1500]), (x[1500:], y[1500:])
 
 
-def _model(keras, learning_rate: float):
-    keras.utils.set_random_seed(1)
-    model = keras.Sequential(
+def build_model(keras, learning_rate: float, seed: int = 1):
+    """The demo's MLP (64 -> 256 -> 128 -> 10), compiled with Adam."""
+    keras.utils.set_random_seed(seed)
+    net = keras.Sequential(
         [
             keras.Input((64,)),
             keras.layers.Dense(
@@ -73,12 +75,12 @@ def _model(keras, learning_rate: float):
             keras.layers.Dense(10, activation="softmax", name="output"),
         ]
     )
-    model.compile(
+    net.compile(
         keras.optimizers.Adam(learning_rate),
         "sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    return model
+    return net
 
 
 def train(logdir: str, epochs: int = DEFAULT_EPOCHS, every_n_batches: int = 10) -> dict:
@@ -87,11 +89,11 @@ def train(logdir: str, epochs: int = DEFAULT_EPOCHS, every_n_batches: int = 10) 
 
     import tb_deadneurons
 
-    (x, y), (x_val, y_val) = _digits()
+    (x, y), (x_val, y_val) = digits()
     results = {}
     for name, learning_rate in RUNS.items():
         run_dir = os.path.join(logdir, name)
-        model = _model(keras, learning_rate)
+        net = build_model(keras, learning_rate)
         callbacks = [
             tb_deadneurons.DeadNeuronCallback(
                 run_dir, probe_data=x_val[:256], every_n_batches=every_n_batches
@@ -99,7 +101,7 @@ def train(logdir: str, epochs: int = DEFAULT_EPOCHS, every_n_batches: int = 10) 
             keras.callbacks.TensorBoard(run_dir),
         ]
         start = time.monotonic()
-        history = model.fit(
+        history = net.fit(
             x,
             y,
             epochs=epochs,

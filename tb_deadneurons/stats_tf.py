@@ -33,7 +33,14 @@ def units_last_tf(tf, arg: str, x, unit_axis: int):
     return tf.reshape(tf.cast(x, tf.float32), [-1, units if units is not None else -1])
 
 
-def _per_unit_stats_tf(tf, x, epsilon: float) -> dict:
+def _column_sums(tf, x):
+    # A matrix-vector product: much faster than reduce_sum over axis 0 of a
+    # tall, narrow [positions, units] matrix on CPU.
+    return tf.linalg.matvec(x, tf.ones(tf.shape(x)[:1], x.dtype), transpose_a=True)
+
+
+def _masked_stats(tf, x, epsilon: float):
+    """Statistics of the finite values only: the path for NaN/Inf input."""
     finite = tf.math.is_finite(x)
     x0 = tf.where(finite, x, 0.0)
     finite_f = tf.cast(finite, tf.float32)
@@ -44,39 +51,83 @@ def _per_unit_stats_tf(tf, x, epsilon: float) -> dict:
     centred = (x0 - mean) * finite_f
     active = tf.cast(absx > epsilon, tf.float32) * finite_f
     n = tf.cast(tf.shape(x)[0], tf.float32)
-    return {
-        metadata.ACTIVE_FRACTION: tf.reduce_sum(active, axis=0) / denom,
-        metadata.MEAN_ABS: tf.reduce_sum(absx, axis=0) / denom,
-        metadata.MEAN: mean,
-        metadata.STD: tf.sqrt(tf.reduce_sum(centred * centred, axis=0) / denom),
+    return (
+        tf.reduce_sum(active, axis=0) / denom,
+        tf.reduce_sum(absx, axis=0) / denom,
+        mean,
+        tf.sqrt(tf.reduce_sum(centred * centred, axis=0) / denom),
         # max over an empty batch is -inf in TF; clamp to numpy's initial 0.
-        metadata.MAX_ABS: tf.maximum(tf.reduce_max(absx, axis=0), 0.0),
-        metadata.COUNT: count,
-        metadata.NONFINITE: n - count,
-    }
-
-
-def _log_codes_tf(tf, magnitude, enc, max_code: int):
-    pos = (tf.math.log(magnitude) / np.float32(np.log(2.0)) - enc.log2_min) * (
-        enc.steps_per_octave
+        tf.maximum(tf.reduce_max(absx, axis=0), 0.0),
+        count,
+        n - count,
     )
-    pos = tf.where(magnitude > 0, pos, 0.0)
-    codes = tf.clip_by_value(tf.floor(pos + 0.5) + 1.0, 1.0, float(max_code))
-    return tf.where(magnitude > 0, codes, 0.0)
 
 
-def _encode_tf(tf, values, enc):
-    if enc.kind == _Kind.UNIT_FRACTION:
-        v = tf.clip_by_value(values, 0.0, 1.0)
-        mid = tf.clip_by_value(tf.floor(v * codec.FRACTION_SCALE + 0.5), 1.0, 254.0)
-        codes = tf.where(v <= 0.0, 0.0, tf.where(v >= 1.0, float(codec.MAX_CODE), mid))
-    elif enc.kind == _Kind.LOG:
-        codes = _log_codes_tf(tf, tf.abs(values), enc, codec.MAX_CODE)
-    else:
-        codes = _log_codes_tf(
-            tf, tf.abs(values), enc, codec.SIGNED_MAX_CODE
-        ) + tf.where(values < 0.0, float(codec.SIGN_BIT), 0.0)
-    return tf.cast(codes, tf.uint8)
+def _per_unit_stats_tf(tf, x, epsilon: float) -> dict:
+    """``{stat: [units]}`` of ``x`` ([positions, units]), finite values only.
+
+    All-finite input (the usual case) takes a fast path: column sums by
+    matrix-vector products and a one-pass variance shifted by the first row,
+    which is exact (0) for constant units. A non-finite value anywhere makes
+    ``sum |x|`` non-finite and selects the masked path.
+    """
+    absx = tf.abs(x)
+    sum_abs = _column_sums(tf, absx)
+    n_int = tf.shape(x)[0]
+    n = tf.cast(n_int, tf.float32)
+
+    def fast():
+        shift = x[0]
+        d = x - shift
+        mean_d = _column_sums(tf, d) / n
+        var = tf.maximum(_column_sums(tf, d * d) / n - mean_d * mean_d, 0.0)
+        active = _column_sums(tf, tf.cast(absx > epsilon, tf.float32))
+        count = tf.fill(tf.shape(sum_abs), n)
+        return (
+            active / n,
+            sum_abs / n,
+            shift + mean_d,
+            tf.sqrt(var),
+            tf.reduce_max(absx, axis=0),
+            count,
+            tf.zeros_like(count),
+        )
+
+    ok = (n_int > 0) & tf.reduce_all(tf.math.is_finite(sum_abs))
+    values = tf.cond(ok, fast, lambda: _masked_stats(tf, x, epsilon))
+    return dict(zip(metadata.BASE_STATS, values, strict=True))
+
+
+def _encode_rows_tf(tf, rows, encodings):
+    """Encodes ``rows`` ([R, U] float32) with one ``RowEncoding`` per row.
+
+    The same formulas as ``codec.encode``, applied to all rows at once.
+    """
+    kinds = [e.kind for e in encodings]
+    col = lambda values: tf.constant(np.array(values, np.float32)[:, None])  # noqa: E731
+    log2_min = col([e.log2_min for e in encodings])
+    steps = col([e.steps_per_octave or 1.0 for e in encodings])
+    max_code = col(
+        [
+            codec.SIGNED_MAX_CODE if k == _Kind.SIGNED_LOG else codec.MAX_CODE
+            for k in kinds
+        ]
+    )
+    is_fraction = col([k == _Kind.UNIT_FRACTION for k in kinds]) > 0
+    is_signed = col([k == _Kind.SIGNED_LOG for k in kinds]) > 0
+
+    v = tf.clip_by_value(rows, 0.0, 1.0)
+    mid = tf.clip_by_value(tf.floor(v * codec.FRACTION_SCALE + 0.5), 1.0, 254.0)
+    fraction = tf.where(v <= 0.0, 0.0, tf.where(v >= 1.0, float(codec.MAX_CODE), mid))
+
+    magnitude = tf.abs(rows)
+    positive = magnitude > 0
+    safe = tf.where(positive, magnitude, 1.0)
+    pos = (tf.math.log(safe) / np.float32(np.log(2.0)) - log2_min) * steps
+    log_codes = tf.clip_by_value(tf.floor(pos + 0.5) + 1.0, 1.0, max_code)
+    log_codes = tf.where(positive, log_codes, 0.0)
+    sign = tf.where(is_signed & (rows < 0.0), float(codec.SIGN_BIT), 0.0)
+    return tf.cast(tf.where(is_fraction, fraction, log_codes + sign), tf.uint8)
 
 
 def snapshot_tf(data, gradients=None, *, unit_axis: int = -1, epsilon: float = 0.0):
@@ -96,7 +147,8 @@ def snapshot_tf(data, gradients=None, *, unit_axis: int = -1, epsilon: float = 0
             metadata.MEAN_ABS
         ]
     names = metadata.stat_names(gradients is not None)
-    return tf.stack([_encode_tf(tf, stats[n], metadata.ENCODINGS[n]) for n in names])
+    rows = tf.stack([stats[n] for n in names])
+    return _encode_rows_tf(tf, rows, [metadata.ENCODINGS[n] for n in names])
 
 
 # writer -> {tag: tf.Variable(bool)}: whether the tag's metadata was written.

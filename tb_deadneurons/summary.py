@@ -56,15 +56,18 @@ def activations_pb(
       ValueError: rank < 2, zero units, non-numeric dtype, bad ``unit_axis``,
         or gradients of another shape.
     """
-    tensor = snapshot_np(data, gradients, unit_axis=unit_axis, epsilon=epsilon)
-    summary_metadata = metadata.create_summary_metadata(
-        display_name=None,
-        description=description,
-        with_gradients=gradients is not None,
+    layer_info = dict(
         epsilon=epsilon,
         layer_class=layer_class,
         activation=activation,
         unit_axis=unit_axis,
+    )
+    tensor = snapshot_np(data, gradients, unit_axis=unit_axis, epsilon=epsilon)
+    summary_metadata = metadata.create_summary_metadata(
+        None,
+        description,
+        with_gradients=gradients is not None,
+        **layer_info,
     )
     summary = summary_pb2.Summary()
     summary.value.add(
@@ -140,14 +143,17 @@ def activations(
     """
     import tensorflow as tf
 
-    summary_metadata = metadata.create_summary_metadata(
-        display_name=None,
-        description=description,
-        with_gradients=gradients is not None,
+    layer_info = dict(
         epsilon=epsilon,
         layer_class=layer_class,
         activation=activation,
         unit_axis=unit_axis,
+    )
+    summary_metadata = metadata.create_summary_metadata(
+        None,
+        description,
+        with_gradients=gradients is not None,
+        **layer_info,
     )
     # Validate eagerly so bad input fails at the call, not when recorded.
     units_last_tf(tf, "data", data, unit_axis)

@@ -578,10 +578,10 @@ export function start(root) {
     } catch {
       dark = null; // not same-origin: follow prefers-color-scheme
     }
-    const theme = dark === null ? "" : dark ? "dark" : "light";
+    if (dark === null) dark = window.matchMedia("(prefers-color-scheme: dark)").matches;
+    const theme = dark ? "dark" : "light";
     if (document.documentElement.dataset.theme !== theme) {
-      if (theme) document.documentElement.dataset.theme = theme;
-      else delete document.documentElement.dataset.theme;
+      document.documentElement.dataset.theme = theme;
       for (const panel of panels.values()) panel.chartSig = null;
     }
   }
