@@ -61,8 +61,21 @@ class DeadNeuronsLoader(base_plugin.TBLoader):
         return DeadNeuronsPlugin(context)
 
 
-def _json(request, body: dict):
+# Stands for the base64 matrix while the body is JSON-encoded: a NUL, which
+# no run or tag name holds, so the encoded placeholder cannot occur elsewhere.
+_RAW = "\x00raw\x00"
+
+
+def _json(request, body: dict, raw: str | None = None):
+    """Responds with ``body`` as JSON.
+
+    ``raw`` (ASCII that needs no escaping, e.g. base64) replaces the string
+    ``_RAW`` in ``body`` without passing through the JSON encoder, which would
+    scan the whole string for characters to escape.
+    """
     text = json.dumps(body, separators=(",", ":"), allow_nan=False)
+    if raw is not None:
+        text = text.replace(json.dumps(_RAW), f'"{raw}"', 1)
     return http_util.Respond(request, text, "application/json")
 
 
@@ -101,6 +114,15 @@ def thresholds_from(request, epsilon: float = 0.0) -> analysis.Thresholds:
         epsilon=float(epsilon),
         constant_std=_float(request, "constant_std", analysis.DEFAULT_CONSTANT_STD),
     )
+
+
+def _rounded_list(values, decimals: int = 4) -> list:
+    """Floats rounded to ``decimals`` places; NaN/inf -> None (vectorised)."""
+    values = np.asarray(values, dtype=np.float64)
+    out = np.round(values, decimals).tolist()
+    if not np.isfinite(values).all():
+        out = [v if math.isfinite(v) else None for v in out]
+    return out
 
 
 def _finite_list(values, digits: int = 4) -> list:
@@ -232,7 +254,8 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
             "died_at": result.died_at(),
             "revived": result.revived().tolist(),
             "dying": result.dying().tolist(),
-            "dormant_score_now": _finite_list(result.score[-1])
+            # Scores are relative to the layer's mean: 4 decimals suffice.
+            "dormant_score_now": _rounded_list(result.score[-1])
             if len(result.steps)
             else [None] * result.units,
             "dead_now": result.dead_now,
@@ -244,14 +267,14 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
                 "order": "unit-major",
                 "cell": "bits 7-6 state (0 active, 1 dormant, 2 dead, 3 no data); "
                 "bits 5-0 round(active_fraction*63), nonzero share >= 1",
-                "data": _b64(matrix),
+                "data": _RAW,
             },
             "hints": analysis.hints(
                 result, series.meta.activation, rd.loss(series.run, self._loss_samples)
             ),
             "warnings": series.warnings,
         }
-        return _json(request, body)
+        return _json(request, body, raw=_b64(matrix))
 
     @wrappers.Request.application
     def _serve_unit(self, request):

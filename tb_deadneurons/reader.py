@@ -49,7 +49,8 @@ class _Stats(Mapping):
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._cache:
             row, lut = self._luts[name]
-            self._cache[name] = lut[self._codes[:, row, :]]
+            # np.take is about twice as fast as lut[codes] here.
+            self._cache[name] = np.take(lut, self._codes[:, row, :])
         return self._cache[name]
 
     def __iter__(self) -> Iterator[str]:
