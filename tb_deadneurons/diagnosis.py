@@ -7,7 +7,8 @@ a healthy run gives ``[]``. Patterns and thresholds (``U`` = units in the
 layer, "snapshot" = one column of ``dead``):
 
 ``initialisation``
-  At least ``INIT_MIN_UNITS`` unit(s) dead at the first snapshot, and that
+  At least ``max(INIT_MIN_UNITS, INIT_MIN_SHARE * U)`` units dead at the
+  first snapshot, and that
   snapshot is early: its step is at most ``INIT_MAX_FIRST_STEP_SHARE`` of the
   last snapshot's step. Units explained by ``saturation`` are left out.
 ``learning_rate``
@@ -35,10 +36,13 @@ from __future__ import annotations
 import numpy as np
 
 INIT_MIN_UNITS = 1
+# A few born-dead units are normal (e.g. ReLU on non-negative inputs with He
+# init: ~5 % on the demo's healthy run); a tenth of the layer is not.
+INIT_MIN_SHARE = 0.1
 INIT_MAX_FIRST_STEP_SHARE = 0.1
 BURST_WINDOW = 3
 BURST_MIN_UNITS = 2
-BURST_MIN_SHARE = 0.1
+BURST_MIN_SHARE = 0.15
 SPIKE_RATIO = 2.0
 SPIKE_BASELINE = 5
 SLOW_MIN_UNITS = 2
@@ -118,7 +122,7 @@ def _burst(steps, dead, count, loss_steps, loss) -> dict | None:
     if loss is None:
         return _hint("burst", evidence + "; no loss logged", steps[[start, end]], died)
     gap = int(np.median(np.diff(steps))) if t > 1 else 0
-    lo, hi = steps[start] - gap, steps[end] + gap
+    lo, hi = max(int(steps[0]), int(steps[start]) - gap), int(steps[end]) + gap
     spikes = _loss_spikes(loss_steps, loss)
     near = spikes[(spikes >= lo) & (spikes <= hi)]
     if not near.size:
@@ -218,7 +222,7 @@ def diagnose(
     flat = constant if constant is not None else dead
     explained = flat if saturating else np.zeros_like(dead)
     first = np.flatnonzero(dead[:, 0] & ~explained[:, 0])
-    if len(first) >= INIT_MIN_UNITS and (
+    if len(first) >= max(INIT_MIN_UNITS, INIT_MIN_SHARE * units) and (
         steps[0] <= INIT_MAX_FIRST_STEP_SHARE * steps[-1] or t == 1
     ):
         still = int(np.sum(dead[first, -1]))

@@ -43,16 +43,22 @@ def test_one_unit_dying_late_is_not_a_pattern():
 
 def test_units_dead_at_the_first_snapshot_point_to_initialisation():
     dead = _alive()
-    dead[[3, 7, 9], :] = True
+    dead[[3, 7, 9, 20], :] = True
     dead[9, 10:] = False  # one of them recovers
 
     hints = diagnose(STEPS, dead, never_active=dead.copy(), activation="relu")
 
     assert _patterns(hints) == ["initialisation"]
     (hint,) = hints
-    assert hint["units"] == [3, 7, 9]
-    assert "3 of 32 units" in hint["evidence"] and "(step 0)" in hint["evidence"]
-    assert "2 still dead" in hint["evidence"] and "He" in hint["remedy"]
+    assert hint["units"] == [3, 7, 9, 20]
+    assert "4 of 32 units" in hint["evidence"] and "(step 0)" in hint["evidence"]
+    assert "3 still dead" in hint["evidence"] and "He" in hint["remedy"]
+
+
+def test_a_few_units_born_dead_are_not_an_initialisation_problem():
+    dead = _alive()
+    dead[[3, 7, 9], :] = True  # under a tenth of the layer
+    assert diagnose(STEPS, dead, never_active=dead.copy(), activation="relu") == []
 
 
 def test_units_dead_at_a_late_first_snapshot_are_not_blamed_on_initialisation():
