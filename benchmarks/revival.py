@@ -45,8 +45,8 @@ def train(seed, data, epochs, every, revive) -> dict:
     seconds = time.perf_counter() - start
     results, _ = report.analyse(log_dir)
     layers = results["train"]
-    dead = sum(len(r.dead_now) for _, r, _ in layers.values())
-    units = sum(r.units for _, r, _ in layers.values())
+    dead = sum(len(layer.result.dead_now) for layer in layers.values())
+    units = sum(layer.result.units for layer in layers.values())
     _, accuracy = net.evaluate(x, y, verbose=0)
     return {
         "dead": dead / units,

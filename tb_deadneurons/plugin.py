@@ -69,9 +69,9 @@ _RAW = "\x00raw\x00"
 def _json(request, body: dict, raw: str | None = None):
     """Responds with ``body`` as JSON.
 
-    ``raw`` (ASCII that needs no escaping, e.g. base64) replaces the string
-    ``_RAW`` in ``body`` without passing through the JSON encoder, which would
-    scan the whole string for characters to escape.
+    ``raw`` (ASCII that needs no escaping, e.g. base64) replaces the first
+    string ``_RAW`` in ``body`` without passing through the JSON encoder,
+    which would scan the whole string for characters to escape.
     """
     text = json.dumps(body, separators=(",", ":"), allow_nan=False)
     if raw is not None:
@@ -244,6 +244,15 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
         rd = self._reader(request)
         matrix = result.matrix()
         body = {
+            # First, so that the placeholder replaced is this one (see _json).
+            "matrix": {
+                "encoding": "base64",
+                "shape": list(matrix.shape),
+                "order": "unit-major",
+                "cell": "bits 7-6 state (0 active, 1 dormant, 2 dead, 3 no data); "
+                "bits 5-0 round(active_fraction*63), nonzero share >= 1",
+                "data": _RAW,
+            },
             "run": series.run,
             "tag": series.tag,
             "units": result.units,
@@ -261,14 +270,6 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
             "dead_now": result.dead_now,
             "dormant_now": result.dormant_now,
             "revivals": rd.revivals(series.run, series.tag),
-            "matrix": {
-                "encoding": "base64",
-                "shape": list(matrix.shape),
-                "order": "unit-major",
-                "cell": "bits 7-6 state (0 active, 1 dormant, 2 dead, 3 no data); "
-                "bits 5-0 round(active_fraction*63), nonzero share >= 1",
-                "data": _RAW,
-            },
             "hints": analysis.hints(
                 result, series.meta.activation, rd.loss(series.run, self._loss_samples)
             ),

@@ -9,12 +9,16 @@ Output: a text table per run, or with ``--json`` one object::
   {"runs": {RUN: {"layers": {TAG: {"units": int, "steps": [int],
      "dead_count": [int], "dormant_count": [int], "dead_units": [int],
      "dormant_units": [int], "died_at": {"UNIT": step},
-     "revived_units": [int]}}}}, "warnings": [str]}
+     "revived_units": [int], "revivals": [{"step": int, "units": [int]}],
+     "hints": [{"pattern", "remedy", "evidence", "steps", "units"}]}}}},
+   "warnings": [str]}
 
 ``dead_units``/``dormant_units`` are those at the last snapshot; ``died_at``
-lists only units dead at the end. Exit status: 0; 1 when ``--fail-above F``
-is given and some layer's dead fraction at its last snapshot exceeds F; 2 on
-a usage error or a missing/unreadable logdir (one line on stderr).
+lists only units dead at the end; ``revivals`` are the re-initialisations
+logged by ``DeadNeuronCallback(revive_every=...)`` or ``summary.revivals``.
+Exit status: 0; 1 when ``--fail-above F`` is given and some layer's dead
+fraction at its last snapshot exceeds F; 2 on a usage error or a
+missing/unreadable logdir (one line on stderr).
 """
 
 from __future__ import annotations
@@ -25,10 +29,20 @@ import math
 import os
 import sys
 import types
+from typing import NamedTuple
 
 from tb_deadneurons import analysis, reader
 
 _PROG = "tb-deadneurons report"
+
+
+class LayerReport(NamedTuple):
+    """One layer's snapshots, classification, hints and logged revivals."""
+
+    series: reader.Series
+    result: analysis.Classification
+    hints: list[dict]
+    revivals: list[dict]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +92,7 @@ def _data_provider(logdir: str):
 
 
 def analyse(logdir: str, run_name: str | None = None, tau: float = 0.1):
-    """({run: {tag: (Series, Classification, hints)}}, warnings) for a logdir."""
+    """({run: {tag: LayerReport}}, warnings) for a logdir."""
     rd = reader.Reader(_data_provider(logdir), "", downsample=2**31 - 1)
     layers, warnings = rd.layers(run_name)
     results = {}
@@ -94,7 +108,9 @@ def analyse(logdir: str, run_name: str | None = None, tau: float = 0.1):
             thresholds = analysis.Thresholds(tau=tau, epsilon=layer.meta.epsilon)
             result = analysis.classify(series.stats, series.steps, thresholds)
             hints = analysis.hints(result, layer.meta.activation, loss)
-            results.setdefault(run_, {})[tag] = (series, result, hints)
+            results.setdefault(run_, {})[tag] = LayerReport(
+                series, result, hints, rd.revivals(run_, tag)
+            )
     return results, warnings
 
 
@@ -103,7 +119,7 @@ def to_json(results, warnings) -> dict:
     runs = {}
     for run_, tags in results.items():
         layers = {}
-        for tag, (_, r, hints) in tags.items():
+        for tag, (_, r, hints, revivals) in tags.items():
             layers[tag] = {
                 "units": r.units,
                 "steps": r.steps.tolist(),
@@ -115,6 +131,7 @@ def to_json(results, warnings) -> dict:
                     str(u): s for u, s in enumerate(r.died_at()) if s is not None
                 },
                 "revived_units": [int(u) for u in r.revived().nonzero()[0]],
+                "revivals": revivals,
                 "hints": hints,
             }
         runs[run_] = {"layers": layers}
@@ -127,7 +144,7 @@ def to_text(results, warnings) -> str:
     lines = []
     for run_, tags in results.items():
         rows = [(*header, "worst step (dead)")]
-        for tag, (_, r, _) in tags.items():
+        for tag, (_, r, _, _) in tags.items():
             deaths = [s for s in r.died_at() if s is not None]
             worst = int(max(range(len(r.steps)), key=lambda i: r.dead_count[i]))
             rows.append(
@@ -147,8 +164,15 @@ def to_text(results, warnings) -> str:
             cells = [row[0].ljust(widths[0])]
             cells += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
             lines.append("  " + "  ".join(cells))
-        for tag, (_, _, hints) in tags.items():
-            for hint in hints:
+        for tag, layer in tags.items():
+            if layer.revivals:
+                n = sum(len(r["units"]) for r in layer.revivals)
+                lines.append(
+                    f"  revived {tag}: {n} units in {len(layer.revivals)} "
+                    f"re-initialisations (steps {layer.revivals[0]['step']}"
+                    f"..{layer.revivals[-1]['step']})"
+                )
+            for hint in layer.hints:
                 lines.append(f"  hint {tag}: {hint['pattern']}: {hint['evidence']}")
                 lines.append(f"    remedy: {hint['remedy']}")
         lines.append("")
@@ -183,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     status = 0
     for run_, tags in results.items():
-        for tag, (_, r, _hints) in tags.items():
+        for tag, (_, r, _, _) in tags.items():
             fraction = len(r.dead_now) / r.units
             if fraction > fail_above:
                 print(
