@@ -6,7 +6,10 @@ epoch of ``fit`` with: no callback; ``keras.callbacks.TensorBoard(
 histogram_freq=1)``; ``DeadNeuronCallback`` at defaults; and a custom
 ``tf.function`` loop with and without our op at every step. Conditions are
 interleaved, repeated, and the minimum is printed as a ratio to "no
-callback". Also prints the on-disk bytes per unit per snapshot of our
+callback". Timings of whole fits on this shared machine vary by +-20 %, so
+two direct measures are printed too: the time spent inside our callback's
+hooks, and the custom loop with and without the op alternating step by step.
+Also prints the on-disk bytes per unit per snapshot of our
 callback's event files.
 
     python benchmarks/overhead.py [--reps 3] [--cnn-samples 12000]
@@ -111,43 +114,63 @@ def time_fit(build, x, y, make_callbacks):
         x[:1920], y[:1920], batch_size=32, epochs=1, verbose=0, callbacks=callbacks
     )
     setup = time.perf_counter() - start
+    timed = [cb for cb in callbacks if isinstance(cb, TimedDeadNeuronCallback)]
+    for cb in timed:
+        cb.seconds = 0.0
     start = time.perf_counter()
     model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=callbacks)
-    return time.perf_counter() - start, setup
+    seconds = time.perf_counter() - start
+    HOOK_SHARES.extend(cb.seconds / (seconds - cb.seconds) for cb in timed)
+    return seconds, setup
 
 
-def time_custom_loop(build, x, y, logdir=None):
-    """A custom tf.function loop; with ``logdir``, our op at every step."""
+def time_custom_loop(build, x, y, logdir):
+    """A custom tf.function loop, without and with our op at every step.
+
+    Both step functions train the same model; they alternate step by step,
+    so slow drifts of the machine hit both alike. Returns the seconds spent
+    in each: ``(plain, with_op)``.
+    """
     model = compiled(build)
     optimizer = model.optimizer
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     watched = [la for la in model.layers[:-1] if getattr(la, "activation", None)]
     watched = [la for la in watched if la.activation.__name__ == "relu"]
     probe = keras.Model(model.inputs, [la.output for la in watched] + model.outputs)
-    writer = tf.summary.create_file_writer(logdir) if logdir else None
+    writer = tf.summary.create_file_writer(logdir)
 
-    @tf.function
-    def train_step(xb, yb, step):
-        with tf.GradientTape() as tape:
-            *acts, pred = probe(xb, training=True)
-            loss = loss_fn(yb, pred)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        if writer is not None:
-            with writer.as_default(step=step):
-                for layer, a in zip(watched, acts, strict=True):
-                    summary.activations(layer.name, a)
-        return loss
+    def make_step(with_op):
+        @tf.function
+        def train_step(xb, yb, step):
+            with tf.GradientTape() as tape:
+                *acts, pred = probe(xb, training=True)
+                loss = loss_fn(yb, pred)
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(
+                zip(grads, model.trainable_variables, strict=True)
+            )
+            if with_op:
+                with writer.as_default(step=step):
+                    for layer, a in zip(watched, acts, strict=True):
+                        summary.activations(layer.name, a)
+            return loss
 
+        return train_step
+
+    steps = {False: make_step(False), True: make_step(True)}
+    spent = {False: 0.0, True: 0.0}
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
-    for xb, yb in ds.take(2):
-        train_step(xb, yb, tf.constant(0, tf.int64))
-    start = time.perf_counter()
-    for i, (xb, yb) in enumerate(ds):
-        train_step(xb, yb, tf.constant(i, tf.int64))
-    if writer is not None:
-        writer.flush()
-    return time.perf_counter() - start
+    batches = list(ds)
+    for step_fn in steps.values():  # trace both first
+        step_fn(*batches[0], tf.constant(0, tf.int64))
+    for i, (xb, yb) in enumerate(batches):
+        step = tf.constant(i, tf.int64)
+        for with_op in (i % 2 == 0, i % 2 != 0):
+            start = time.perf_counter()
+            steps[with_op](xb, yb, step).numpy()
+            spent[with_op] += time.perf_counter() - start
+    writer.flush()
+    return spent[False], spent[True]
 
 
 def bytes_per_unit_snapshot(run_dir):
@@ -186,13 +209,9 @@ def measure(name, build, x, y, reps, tmp):
             label: (lambda make=make: time_fit(build, x, y, make))
             for label, make in conditions.items()
         },
-        "custom loop": lambda: (time_custom_loop(build, x, y), 0.0),
-        "custom loop + op every step": lambda: (
-            time_custom_loop(build, x, y, tempfile.mkdtemp(dir=tmp)),
-            0.0,
-        ),
     }
     HOOK_SHARES.clear()
+    op_ratios = []
     times = {k: [] for k in runs}
     setups = {k: [] for k in runs}
     labels = list(runs)
@@ -202,11 +221,13 @@ def measure(name, build, x, y, reps, tmp):
             seconds, setup = runs[label]()
             times[label].append(seconds)
             setups[label].append(setup)
+        plain, with_op = time_custom_loop(build, x, y, tempfile.mkdtemp(dir=tmp))
+        op_ratios.append(with_op / plain)
     # The minimum over repetitions: on a shared 2-core machine the noise only
     # ever adds time. Medians are printed alongside.
     base = min(times["no callback"])
-    loop = min(times["custom loop"])
-    print(f"\n{name}: {len(x)} samples, batch 32, {reps} reps (min; median)")
+    print(f"\n{name}: {len(x)} samples, batch 32, {reps} reps")
+    print("  fit, one epoch, min over reps (median in brackets):")
     base_median = statistics.median(times["no callback"])
     for label, ts in times.items():
         med = min(ts)
@@ -216,12 +237,16 @@ def measure(name, build, x, y, reps, tmp):
         )
         if statistics.median(setups[label]):
             line += f"  (warm-up fit {statistics.median(setups[label]):.2f} s)"
-        if label.startswith("custom loop +"):
-            line += f"  {med / loop:5.3f}x custom loop"
         print(line)
     print(
-        "  time inside DeadNeuronCallback's hooks / rest of the epoch: "
-        + ", ".join(f"{1 + share:.4f}x" for share in HOOK_SHARES)
+        "  DeadNeuronCallback, measured directly: (epoch) / (epoch - time inside "
+        "its hooks) = " + ", ".join(f"{1 + share:.4f}x" for share in HOOK_SHARES)
+    )
+    print(
+        "  custom tf.function loop, our op at every step / without, steps "
+        "alternating: "
+        + ", ".join(f"{r:.3f}x" for r in op_ratios)
+        + f"  (median {statistics.median(op_ratios):.3f}x)"
     )
     dn_runs = [
         os.path.join(tmp, d, "train")
