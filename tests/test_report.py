@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
 import subprocess
 import sys
 
@@ -12,21 +10,10 @@ import pytest
 
 from tests.test_plugin_routes import BORN_DEAD, KILLED_AT, REVIVED, STEPS, write_logs
 
-# The report command exactly as cli.py wires it, without cli's other
-# subcommands (so these tests do not depend on them).
-_RUN_REPORT = (
-    "import argparse, sys\n"
-    "from tb_deadneurons import report\n"
-    "p = argparse.ArgumentParser(prog='tb-deadneurons report')\n"
-    "report.add_arguments(p)\n"
-    "a = p.parse_args(sys.argv[1:])\n"
-    "sys.exit(a.run(a))\n"
-)
-
 
 def report(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", _RUN_REPORT, *args],
+        [sys.executable, "-m", "tb_deadneurons.cli", "report", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -102,11 +89,6 @@ def test_usage_errors_exit_2_with_one_line(logdir, args, message):
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("tb_deadneurons.demo") is None
-    or not shutil.which("tb-deadneurons"),
-    reason="cli.py also needs tb_deadneurons.demo (another issue)",
-)
 def test_console_script_runs_the_report(logdir):
     result = subprocess.run(
         ["tb-deadneurons", "report", logdir, "--json"],
