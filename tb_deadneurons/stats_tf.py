@@ -18,13 +18,20 @@ from tb_deadneurons.stats import check_shape
 _Kind = plugin_data_pb2.RowEncoding
 
 
-def units_last_tf(tf, arg: str, x, unit_axis: int):
+def check_tf(tf, arg: str, x, unit_axis: int):
+    """``x`` as a tensor; ValueError naming ``arg`` for a bad dtype or shape."""
     x = tf.convert_to_tensor(x)
     if x.dtype.is_bool or not (x.dtype.is_floating or x.dtype.is_integer):
         raise ValueError(f"{arg} must be real and numeric; got dtype {x.dtype.name}")
     if x.shape.rank is None:
         raise ValueError(f"{arg} must have a known rank; got shape {x.shape}")
     check_shape(arg, x.shape.as_list(), unit_axis)
+    return x
+
+
+def units_last_tf(tf, arg: str, x, unit_axis: int):
+    """``x`` checked, as float32 ``[positions, units]``."""
+    x = check_tf(tf, arg, x, unit_axis)
     rank = x.shape.rank
     axis = unit_axis % rank
     if axis != rank - 1:

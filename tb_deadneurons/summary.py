@@ -15,7 +15,7 @@ from tensorboard.util import tensor_util
 
 from tb_deadneurons import metadata
 from tb_deadneurons.stats import snapshot_np
-from tb_deadneurons.stats_tf import snapshot_tf, units_last_tf, write_once
+from tb_deadneurons.stats_tf import check_tf, snapshot_tf, write_once
 
 __all__ = [
     "activations",
@@ -156,9 +156,9 @@ def activations(
         **layer_info,
     )
     # Validate eagerly so bad input fails at the call, not when recorded.
-    units_last_tf(tf, "data", data, unit_axis)
+    check_tf(tf, "data", data, unit_axis)
     if gradients is not None:
-        units_last_tf(tf, "gradients", gradients, unit_axis)
+        check_tf(tf, "gradients", gradients, unit_axis)
     with tf.summary.experimental.summary_scope(
         name, "deadneurons_summary", values=[data, gradients, step]
     ) as (tag, _):
