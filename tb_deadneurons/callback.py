@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from tb_deadneurons import analysis, codec, metadata, probe, summary
 from tb_deadneurons.probe import LOSS_TAG
+from tb_deadneurons.revive import revive
 
 __all__ = ["DeadNeuronCallback", "LOSS_TAG"]
 
@@ -221,17 +222,15 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         self.last_snapshot = {tag: c.numpy() for tag, c in codes.items()}
 
     def _revive(self) -> None:
-        from tb_deadneurons.revive import revive
-
         if self._last_snapshot_step != self._step:
             self._snapshot(loss=None)
-        names = metadata.stat_names(self.gradients)
+        layout = metadata.snapshot_plugin_data(with_gradients=self.gradients)
         for tag, codes in self.last_snapshot.items():
             if tag in self._unrevivable:
                 continue
             stats = {
-                name: codec.decode(codes[i], metadata.ENCODINGS[name])[None, :]
-                for i, name in enumerate(names)
+                name: values[None, :]
+                for name, values in codec.decode_snapshot(codes, layout).items()
             }
             verdict = analysis.classify(
                 stats, [self._step], analysis.Thresholds(tau=self.revive_tau)

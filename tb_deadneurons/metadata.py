@@ -51,6 +51,27 @@ def stat_names(with_gradients: bool) -> tuple[str, ...]:
     return BASE_STATS + ((GRAD_MEAN_ABS,) if with_gradients else ())
 
 
+def snapshot_plugin_data(
+    *,
+    with_gradients: bool = False,
+    epsilon: float = 0.0,
+    layer_class: str = "",
+    activation: str = "",
+    unit_axis: int = -1,
+) -> plugin_data_pb2.DeadNeuronsPluginData:
+    """The current-version ``DeadNeuronsPluginData`` of a snapshot series."""
+    names = stat_names(with_gradients)
+    return plugin_data_pb2.DeadNeuronsPluginData(
+        version=PROTO_VERSION,
+        stat_names=names,
+        encodings=[ENCODINGS[n] for n in names],
+        epsilon=epsilon,
+        layer_class=layer_class,
+        activation=activation,
+        unit_axis=unit_axis,
+    )
+
+
 def create_summary_metadata(
     display_name: str | None,
     description: str | None,
@@ -62,11 +83,8 @@ def create_summary_metadata(
     unit_axis: int = -1,
 ) -> summary_pb2.SummaryMetadata:
     """Builds the ``SummaryMetadata`` for a snapshot series."""
-    names = stat_names(with_gradients)
-    content = plugin_data_pb2.DeadNeuronsPluginData(
-        version=PROTO_VERSION,
-        stat_names=names,
-        encodings=[ENCODINGS[n] for n in names],
+    content = snapshot_plugin_data(
+        with_gradients=with_gradients,
         epsilon=epsilon,
         layer_class=layer_class,
         activation=activation,
