@@ -211,18 +211,18 @@ class ProbeFunction:
         if self._gradients:
             with tf.GradientTape() as tape:
                 y_pred = forward()
-                loss = self.model._compute_loss(
+                probe_loss = self.model._compute_loss(
                     x=self._x, y=self._y, y_pred=y_pred, training=False
                 )
         else:
             y_pred = forward()
+        captured.pop("__graph__")
         # The output layer is left out of the default choice only; a layer the
         # user named is watched even when it is the output layer.
-        captured.pop("__graph__")
         outputs = {id(t) for t in tf.nest.flatten(y_pred)}
         tags = [t for t in captured if self._explicit or id(captured[t]) not in outputs]
         grads = (
-            tape.gradient(loss, [captured[t] for t in tags])
+            tape.gradient(probe_loss, [captured[t] for t in tags])
             if self._gradients
             else [None] * len(tags)
         )

@@ -146,6 +146,9 @@ def test_every_model_style_logs_its_non_linear_layers(tmp_path, build, tags):
         assert [s for s, _ in series] == [0, 3, 6]
         assert all(np.all(st["grad_mean_abs"] >= 0) for _, st in series)
         assert any(np.any(st["grad_mean_abs"] > 0) for _, st in series)
+    # The training loss, not the probe's (gradients=True computes that too).
+    loss = events.load(str(tmp_path / "train")).Tensors(LOSS_TAG)
+    assert [e.step for e in loss] == [3, 6]
 
 
 def test_layers_argument_takes_names_and_objects_and_may_name_the_output(tmp_path):
