@@ -40,6 +40,8 @@ import numpy as np
 from tb_deadneurons import diagnosis
 
 DEFINITIONS = ("dead", "dormant")
+# The stats ``classify`` cannot do without.
+REQUIRED_STATS = frozenset({"active_fraction", "mean_abs"})
 DEFAULT_TAU = 0.1
 DEFAULT_CONSTANT_STD = 1e-3
 DYING_WINDOW = 8

@@ -46,7 +46,7 @@ _CONTENT_TYPES = {
 }
 _MAX_PARAM = 1000
 _RUNS_CACHE_SIZE = 4096
-_REQUIRED = {"active_fraction", "mean_abs"}
+_REQUIRED = analysis.REQUIRED_STATS
 
 
 class DeadNeuronsLoader(base_plugin.TBLoader):

@@ -101,7 +101,7 @@ def analyse(logdir: str, run_name: str | None = None, tau: float = 0.1):
         for tag, layer in tags.items():
             series = rd.series(run_, tag)
             warnings += series.warnings
-            if not len(series.steps) or not {"active_fraction", "mean_abs"} <= set(
+            if not len(series.steps) or not analysis.REQUIRED_STATS <= set(
                 series.stats
             ):
                 continue
