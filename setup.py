@@ -3,6 +3,10 @@
 from setuptools import find_packages, setup
 
 TENSORFLOW = "tensorflow-cpu>=2.16,<2.22"
+# Tests pin PyTorch's CPU build: 2.13.0 is the CPU wheel this project's
+# machines carry; an unpinned "torch" resolves to the multi-GB CUDA build,
+# which can crash when imported into one process with TensorFlow.
+TORCH_TEST = "torch==2.13.0"
 
 setup(
     name="tb_deadneurons",
@@ -21,8 +25,19 @@ setup(
         "tensorflow": ["tensorflow>=2.16,<2.22"],
         "tensorflow-cpu": [TENSORFLOW],
         "demo": [TENSORFLOW, "scikit-learn>=1.3"],
+        "torch": ["torch>=2.1"],
+        "lightning": ["torch>=2.1", "lightning>=2.2"],
+        "jax": ["jax>=0.4.30"],
+        "notebook": ["pandas>=2", "matplotlib>=3.7"],
         "test": [
             TENSORFLOW,
+            TORCH_TEST,
+            "jax[cpu]>=0.4.30",
+            "keras-hub>=0.20",
+            "transformers>=4.40",
+            "lightning>=2.2",
+            "pandas>=2",
+            "matplotlib>=3.7",
             "scikit-learn>=1.3",
             "pytest>=8",
             "playwright>=1.45",

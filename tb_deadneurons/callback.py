@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tb_deadneurons import analysis, codec, metadata, probe, summary
-from tb_deadneurons.probe import LOSS_TAG
+from tb_deadneurons.metadata import LOSS_TAG
 from tb_deadneurons.revive import revive
 
 __all__ = ["DeadNeuronCallback", "LOSS_TAG"]

@@ -15,6 +15,9 @@ from tb_deadneurons.proto import plugin_data_pb2
 
 PLUGIN_NAME = "deadneurons"
 
+# The scalar every writer logs the training loss to, at the snapshots' steps.
+LOSS_TAG = "deadneurons/loss"
+
 # Increase on any change a reader must know about; never reuse field numbers.
 PROTO_VERSION = 1
 

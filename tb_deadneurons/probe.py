@@ -17,8 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tb_deadneurons import metadata, summary
-
-LOSS_TAG = "deadneurons/loss"
+from tb_deadneurons.metadata import LOSS_TAG
 
 # Layers whose output is itself a non-linearity, whatever their arguments.
 _ACTIVATION_LAYERS = {

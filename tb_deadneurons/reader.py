@@ -33,7 +33,7 @@ _REVIVAL = plugin_data_pb2.DeadNeuronsPluginData.REVIVAL
 MAX_WARNINGS = 20
 # Loss series searched, in order: (tag, step unit, source).
 LOSS_TAGS = (
-    ("deadneurons/loss", "batch", "deadneurons"),
+    (metadata.LOSS_TAG, "batch", "deadneurons"),
     ("batch_loss", "batch", "scalars"),
     ("epoch_loss", "epoch", "scalars"),
     ("loss", "unknown", "scalars"),
@@ -84,6 +84,16 @@ class Series:
     units: int
     meta: plugin_data_pb2.DeadNeuronsPluginData
     warnings: list[str]
+
+
+class LossSeries(NamedTuple):
+    """A run's loss as read: which tag, on which step axis, and its points."""
+
+    tag: str
+    step_unit: str  # "batch", "epoch" or "unknown"
+    source: str  # the plugin it was logged under: "deadneurons" or "scalars"
+    steps: list[int]
+    values: list[float]
 
 
 class Layer(NamedTuple):
@@ -260,7 +270,7 @@ class Reader:
         return result
 
     def loss(self, run: str, downsample: int = 1000):
-        """(tag, step unit, source, steps, values) of the run's loss, or None."""
+        """The run's loss (the first of ``LOSS_TAGS`` it has), or None."""
         listings = {
             plugin: self._provider.list_scalars(
                 self._ctx,
@@ -283,7 +293,8 @@ class Reader:
                 )
                 points = data.get(run, {}).get(tag, [])
                 steps = [p.step for p in points]
-                return tag, unit, source, steps, [float(p.value) for p in points]
+                values = [float(p.value) for p in points]
+                return LossSeries(tag, unit, source, steps, values)
         return None
 
     def runs(self) -> list[str]:
