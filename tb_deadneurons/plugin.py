@@ -38,7 +38,12 @@ from tb_deadneurons.metadata import PLUGIN_NAME
 DEFAULT_SAMPLES = 800
 # What ``downsample`` means "all" when the hint is 0 (keep every sample).
 ALL_SAMPLES = 2**31 - 1
-STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# A wheel ships the dashboard inside the package (tb_deadneurons/static); a
+# source checkout, and an editable install of it, serves the top-level static/.
+STATIC_DIR = os.path.join(_HERE, "static")
+if not os.path.isdir(STATIC_DIR):
+    STATIC_DIR = os.path.join(os.path.dirname(_HERE), "static")
 _CONTENT_TYPES = {
     ".js": "text/javascript",
     ".mjs": "text/javascript",
