@@ -20,14 +20,34 @@ Definitions (per snapshot t, unit u; "with data" means ``count > 0``):
   mean_abs_j`` over units with data; dormant where ``score <= tau``. When the
   layer's mean is 0 every score is 0. A dead unit with zero output is also
   dormant; the cell state of the matrix shows dead before dormant.
-- died_at (by ``definition``, "dead" or "dormant"): the step of the first
-  snapshot after which the unit is dead at every snapshot with data up to
-  the last one; None if it is not dead at its last snapshot with data.
+- grad-dormant (only when the stats have the ``grad_mean_abs`` row, mean
+  |dL/da|): the same score on gradients, ``g_u / mean_j g_j`` over units with
+  data; grad-dormant where ``<= tau``. Tau 0 means exactly zero gradient;
+  when the layer's mean gradient is 0 every unit is grad-dormant. A unit can
+  be active and grad-dormant at once (zero outgoing weights, dead units
+  downstream, a detached branch): it fires but no longer learns. Without the
+  row ``Classification.grad_dormant`` is None, and classifying by the
+  ``"grad_dormant"`` definition raises ``MissingGradientsError``.
+- died_at (by ``definition``: "dead", "dormant" or "grad_dormant"): the step
+  of the first snapshot after which the unit is dead at every snapshot with
+  data up to the last one; None if it is not dead at its last snapshot with
+  data.
 - revived: dead (by ``definition``) at some snapshot, not dead at a later one.
 - dying: not dead now (by ``definition``); over the last ``DYING_WINDOW``
   snapshots (at least 3, all with data) the active fraction has a negative
   least-squares slope, has at least halved, and extrapolates to 0 within
   another window.
+
+The heat-map cell (``Classification.matrix``, one byte per unit and
+snapshot): bits 7-6 the state (``STATE_ACTIVE`` 0, ``STATE_DORMANT`` 1,
+``STATE_DEAD`` 2, ``STATE_NO_DATA`` 3; dead shown before dormant); bit 5
+(the mask ``GRAD_DORMANT_BIT`` = 32) set where the unit is grad-dormant,
+never without the gradient row or without data; bits 4-0
+``round(active_fraction * ACTIVITY_LEVELS)`` (31), a nonzero share kept
+>= 1 so that 0 means never active.
+
+``layer_mean_abs`` gives each layer's mean |a| per snapshot, the number the
+classic "print each layer's mean activation every epoch" recipe watches.
 """
 
 from __future__ import annotations
@@ -39,7 +59,8 @@ import numpy as np
 
 from tb_deadneurons import diagnosis
 
-DEFINITIONS = ("dead", "dormant")
+DEFINITIONS = ("dead", "dormant", "grad_dormant")
+GRAD_STAT = "grad_mean_abs"
 # The stats ``classify`` cannot do without.
 REQUIRED_STATS = frozenset({"active_fraction", "mean_abs"})
 DEFAULT_TAU = 0.1
@@ -47,9 +68,21 @@ DEFAULT_CONSTANT_STD = 1e-3
 DYING_WINDOW = 8
 DYING_MIN_SNAPSHOTS = 3
 
-# Cell byte of the heat map (docs/routes.md): bits 7-6 state, 5-0 activity.
+# Cell byte of the heat map (module docstring, docs/routes.md).
 STATE_ACTIVE, STATE_DORMANT, STATE_DEAD, STATE_NO_DATA = 0, 1, 2, 3
-ACTIVITY_LEVELS = 63
+STATE_SHIFT = 6
+GRAD_DORMANT_BIT = 1 << 5
+ACTIVITY_LEVELS = 31
+
+
+class MissingGradientsError(ValueError):
+    """The ``grad_dormant`` definition asked of a series without gradients."""
+
+    def __init__(self):
+        super().__init__(
+            "definition 'grad_dormant' needs the grad_mean_abs row, which this "
+            "series does not have: log it with gradients=True"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +126,9 @@ class Classification:
     dormant: np.ndarray  # bool [T, U]
     score: np.ndarray  # float32 [T, U]; NaN where no data
     active_fraction: np.ndarray  # float [T, U]
+    # Both None when the stats have no grad_mean_abs row.
+    grad_dormant: np.ndarray | None = None  # bool [T, U]
+    grad_score: np.ndarray | None = None  # float32 [T, U]; NaN where no data
 
     @property
     def units(self) -> int:
@@ -100,7 +136,17 @@ class Classification:
 
     @property
     def by_definition(self) -> np.ndarray:
-        return self.dead if self.thresholds.definition == "dead" else self.dormant
+        """The ``[T, U]`` mask ``thresholds.definition`` names.
+
+        Raises:
+          MissingGradientsError: "grad_dormant" without the gradient row.
+        """
+        definition = self.thresholds.definition
+        if definition == "grad_dormant":
+            if self.grad_dormant is None:
+                raise MissingGradientsError()
+            return self.grad_dormant
+        return self.dead if definition == "dead" else self.dormant
 
     @property
     def dead_count(self) -> list[int]:
@@ -119,6 +165,20 @@ class Classification:
     def dormant_now(self) -> list[int]:
         return np.flatnonzero(self.dormant[-1]).tolist() if len(self.steps) else []
 
+    @property
+    def grad_dormant_count(self) -> list[int] | None:
+        """Grad-dormant units per snapshot; None without the gradient row."""
+        if self.grad_dormant is None:
+            return None
+        return self.grad_dormant.sum(axis=1).tolist()
+
+    @property
+    def grad_dormant_now(self) -> list[int] | None:
+        """Units grad-dormant at the last snapshot; None without the row."""
+        if self.grad_dormant is None:
+            return None
+        return np.flatnonzero(self.grad_dormant[-1]).tolist() if len(self.steps) else []
+
     def died_at(self) -> list[int | None]:
         """Per unit, the step it died at (by ``definition``) or None."""
         index = died_at_index(self.by_definition, self.has_data)
@@ -133,14 +193,18 @@ class Classification:
 
     def matrix(self) -> np.ndarray:
         """The ``uint8 [U, T]`` cell matrix of docs/routes.md (unit-major)."""
-        state = self.dead.view(np.uint8) << 1
-        state |= (self.dormant & ~self.dead).view(np.uint8)
+        state = self.dead.view(np.uint8) * np.uint8(STATE_DEAD)
+        state |= (self.dormant & ~self.dead).view(np.uint8) * np.uint8(STATE_DORMANT)
         state |= (~self.has_data).view(np.uint8) * np.uint8(STATE_NO_DATA)
         af = np.asarray(self.active_fraction, dtype=np.float32)
         level = np.rint(af * np.float32(ACTIVITY_LEVELS))
         np.clip(level, 1, ACTIVITY_LEVELS, out=level)
         level = level.astype(np.uint8) * ((af > 0) & self.has_data).view(np.uint8)
-        return np.ascontiguousarray((state << 6 | level).T)
+        cell = state << STATE_SHIFT | level
+        if self.grad_dormant is not None:
+            flag = (self.grad_dormant & self.has_data).view(np.uint8)
+            cell |= flag * np.uint8(GRAD_DORMANT_BIT)
+        return np.ascontiguousarray(cell.T)
 
 
 def classify(
@@ -150,14 +214,19 @@ def classify(
 
     Args:
       stats: stat name -> float array ``[T, U]``; needs ``active_fraction``
-        and ``mean_abs``; uses ``std`` and ``count`` when present.
+        and ``mean_abs``; uses ``std``, ``count`` and ``grad_mean_abs``
+        when present.
       steps: the T snapshot steps, ascending.
       thresholds: definition, tau and constant_std to apply.
 
     Raises:
       KeyError: a required stat is missing.
+      MissingGradientsError (a ValueError): ``thresholds.definition`` is
+        "grad_dormant" and ``stats`` has no ``grad_mean_abs`` row.
       ValueError: arrays of different shapes, or steps of another length.
     """
+    if thresholds.definition == "grad_dormant" and GRAD_STAT not in stats:
+        raise MissingGradientsError()
     af = np.asarray(stats["active_fraction"])
     mean_abs = np.asarray(stats["mean_abs"], dtype=np.float32)
     steps = np.asarray(steps, dtype=np.int64).reshape(-1)
@@ -174,7 +243,36 @@ def classify(
         dead |= constant_output(np.asarray(stats["std"]), has_data, thresholds)
     score = dormant_score(mean_abs, has_data)
     dormant = (score <= thresholds.tau) & has_data
-    return Classification(steps, thresholds, has_data, dead, dormant, score, af)
+    grad_dormant = grad_score = None
+    if GRAD_STAT in stats:
+        grad = np.asarray(stats[GRAD_STAT], dtype=np.float32)
+        if grad.shape != af.shape:
+            raise ValueError(f"{GRAD_STAT} must be {af.shape}; got {grad.shape}")
+        grad_score = dormant_score(grad, has_data)
+        grad_dormant = (grad_score <= thresholds.tau) & has_data
+    return Classification(
+        steps, thresholds, has_data, dead, dormant, score, af, grad_dormant, grad_score
+    )
+
+
+def layer_mean_abs(stats: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Each snapshot's layer mean |a|, float64 ``[T]``.
+
+    The average of the units' ``mean_abs`` weighted by their ``count`` (equal
+    weights without a ``count`` row), so it is the mean |a| over every
+    position the snapshot saw; units without data are left out, and a
+    snapshot where no unit has data gives NaN.
+    """
+    mean_abs = np.asarray(stats["mean_abs"], dtype=np.float64)
+    if "count" in stats:
+        weight = np.asarray(stats["count"], dtype=np.float64)
+    else:
+        weight = np.ones_like(mean_abs)
+    weight = np.where(weight > 0, weight, 0.0)
+    total = weight.sum(axis=1)
+    weighted = (np.where(weight > 0, mean_abs, 0.0) * weight).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, weighted / np.where(total > 0, total, 1), np.nan)
 
 
 def constant_output(std: np.ndarray, has_data: np.ndarray, thresholds: Thresholds):
@@ -189,7 +287,10 @@ def constant_output(std: np.ndarray, has_data: np.ndarray, thresholds: Threshold
 
 
 def dormant_score(mean_abs: np.ndarray, has_data: np.ndarray) -> np.ndarray:
-    """ReDo score ``mean_abs_u / mean_j mean_abs_j``; NaN where no data."""
+    """ReDo score ``mean_abs_u / mean_j mean_abs_j``; NaN where no data.
+
+    Also the gradient score, given mean |dL/da| instead of mean |a|.
+    """
     all_data = bool(has_data.all())
     masked = mean_abs if all_data else np.where(has_data, mean_abs, 0)
     n = has_data.sum(axis=1, keepdims=True)
@@ -258,22 +359,30 @@ def dying(
     )
 
 
-def hints(result: Classification, activation: str = "", loss=None) -> list[dict]:
+def hints(
+    result: Classification,
+    activation: str = "",
+    loss=None,
+    next_layer_dead_share: float | None = None,
+) -> list[dict]:
     """Likely causes and remedies for a classified layer (``diagnosis``).
 
     Args:
       result: the layer's classification.
       activation: the layer's activation name from its metadata.
-      loss: ``reader.Reader.loss``'s ``(tag, step_unit, source, steps,
-        values)`` or None; used only when its steps are training batches,
-        the snapshots' step axis.
+      loss: a ``reader.LossSeries`` (anything with its ``step_unit``,
+        ``steps`` and ``values`` attributes) or None; used only when its
+        steps are training batches, the snapshots' step axis.
+      next_layer_dead_share: optional share (0..1) of the next layer's units
+        dead at the last snapshot: evidence for gradient-starved units.
     """
     if not len(result.steps):
         return []
     never_active = (result.active_fraction <= 0) & result.has_data
     loss_steps = loss_values = None
-    if loss is not None and loss[1] == "batch" and len(loss[3]):
-        loss_steps, loss_values = np.asarray(loss[3]), np.asarray(loss[4])
+    if loss is not None and loss.step_unit == "batch" and len(loss.steps):
+        loss_steps, loss_values = np.asarray(loss.steps), np.asarray(loss.values)
+    grad = result.grad_dormant
     return diagnosis.diagnose(
         result.steps,
         result.dead.T,
@@ -282,4 +391,7 @@ def hints(result: Classification, activation: str = "", loss=None) -> list[dict]
         activation=activation,
         loss_steps=loss_steps,
         loss_values=loss_values,
+        grad_dormant=None if grad is None else grad.T,
+        tau=result.thresholds.tau,
+        next_layer_dead_share=next_layer_dead_share,
     )

@@ -29,6 +29,12 @@ layer, "snapshot" = one column of ``dead``):
   ``activation`` is tanh/sigmoid-like and at least ``SAT_MIN_UNITS`` unit(s)
   have a constant output (``constant`` if given, else ``dead``) at some
   snapshot.
+``gradient_starved``
+  Only with ``grad_dormant`` (a logged gradient row): at least
+  ``GRAD_MIN_UNITS`` unit(s) not dead but grad-dormant at the last snapshot.
+  The evidence says how many, since which step (the start of the earliest
+  unit's final starved stretch), the next layer's dead share when the caller
+  knows it, and that zero outgoing weights cannot be seen in the logs.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ SLOW_MIN_SHARE = 0.1
 SLOW_MIN_RISES = 3
 SLOW_MAX_WINDOW_SHARE = 0.5
 SAT_MIN_UNITS = 1
+GRAD_MIN_UNITS = 1
 SATURATING = frozenset({"tanh", "sigmoid", "hard_sigmoid", "hard_tanh", "softsign"})
 
 REMEDIES = {
@@ -66,6 +73,11 @@ REMEDIES = {
     "lower the learning rate.",
     "saturation": "Saturated units: scale or normalise the inputs, add "
     "normalisation before the activation, or use a smaller (Glorot) init.",
+    "gradient_starved": "Active units that no longer learn: look for zero, "
+    "pruned or masked outgoing weights, dead units in the next layer (revive "
+    "them or use a leaky activation there), saturated tanh/sigmoid units "
+    "(normalise inputs, normalisation before the activation, a smaller init) "
+    "and a detached branch (stop_gradient/detach, an output the loss ignores).",
 }
 
 
@@ -161,35 +173,8 @@ def _slow_rise(steps, dead, count) -> dict | None:
     )
 
 
-def diagnose(
-    steps,
-    dead,
-    *,
-    never_active=None,
-    constant=None,
-    activation: str = "",
-    loss_steps=None,
-    loss_values=None,
-) -> list[dict]:
-    """Hints about why one layer's units die, each with the evidence behind it.
-
-    Args:
-      steps: int array ``[T]``, the snapshot steps, non-decreasing.
-      dead: bool array ``[units, T]``, dead per unit per snapshot.
-      never_active, constant: optional bool ``[units, T]``, the two reasons
-        for ``dead`` (never active on the probe; constant output).
-      activation: the layer's activation name (e.g. ``"relu"``, ``"tanh"``).
-      loss_steps, loss_values: optional training loss, same length ``[N]``.
-
-    Returns:
-      A list of ``{"pattern": str, "remedy": str, "evidence": str,
-      "steps": [first, last], "units": [int, ...]}``, in the order
-      initialisation, saturation, learning_rate/burst, slow_rise; patterns
-      whose evidence is absent are left out.
-
-    Raises:
-      ValueError: shapes or dtypes that do not match the above.
-    """
+def _check_masks(steps, dead, never_active, constant, grad_dormant):
+    """``(steps, dead, constant, grad_dormant)`` checked (see ``diagnose``)."""
     steps = np.asarray(steps)
     if steps.ndim != 1 or not np.issubdtype(steps.dtype, np.integer):
         raise ValueError(
@@ -205,56 +190,169 @@ def diagnose(
         _bool_matrix("never_active", never_active, dead.shape)
     if constant is not None:
         constant = _bool_matrix("constant", constant, dead.shape)
-    loss = None
-    if loss_values is not None or loss_steps is not None:
-        loss_steps = np.asarray(loss_steps, dtype=np.int64).reshape(-1)
-        loss = np.asarray(loss_values, dtype=np.float64).reshape(-1)
-        if loss.shape != loss_steps.shape:
-            raise ValueError("loss_steps and loss_values must have the same length")
-        order = np.argsort(loss_steps, kind="stable")
-        loss_steps, loss = loss_steps[order], loss[order]
+    if grad_dormant is not None:
+        grad_dormant = _bool_matrix("grad_dormant", grad_dormant, dead.shape)
+    return steps, dead, constant, grad_dormant
+
+
+def _check_loss(loss_steps, loss_values):
+    """``(steps, values)`` sorted by step, or ``(None, None)`` without a loss."""
+    if loss_values is None and loss_steps is None:
+        return None, None
+    loss_steps = np.asarray(loss_steps, dtype=np.int64).reshape(-1)
+    loss = np.asarray(loss_values, dtype=np.float64).reshape(-1)
+    if loss.shape != loss_steps.shape:
+        raise ValueError("loss_steps and loss_values must have the same length")
+    order = np.argsort(loss_steps, kind="stable")
+    return loss_steps[order], loss[order]
+
+
+def _share(name: str, value) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 0.0 <= number <= 1.0:  # also refuses NaN
+        raise ValueError(f"{name} must be a number in [0, 1] or None; got {value!r}")
+    return number
+
+
+def _initialisation(steps, dead, never_active, explained) -> dict | None:
+    units, t = dead.shape
+    first = np.flatnonzero(dead[:, 0] & ~explained[:, 0])
+    if len(first) < max(INIT_MIN_UNITS, INIT_MIN_SHARE * units):
+        return None
+    if not (steps[0] <= INIT_MAX_FIRST_STEP_SHARE * steps[-1] or t == 1):
+        return None
+    still = int(np.sum(dead[first, -1]))
+    evidence = (
+        f"{len(first)} of {units} units were dead at the first snapshot "
+        f"(step {steps[0]})"
+    )
+    if never_active is not None:
+        evidence += f", {int(np.sum(never_active[first, 0]))} of them never active"
+    evidence += f"; {still} still dead at the last snapshot (step {steps[-1]})"
+    return _hint("initialisation", evidence, steps[[0, -1]], first)
+
+
+def _saturation(steps, flat, activation: str) -> dict | None:
+    units = flat.shape[0]
+    per_step = flat.sum(axis=0)
+    ever = np.flatnonzero(flat.any(axis=1))
+    if len(ever) < SAT_MIN_UNITS:
+        return None
+    peak = int(np.argmax(per_step))
+    return _hint(
+        "saturation",
+        f"{len(ever)} of {units} {activation} units had a constant output; "
+        f"most at step {steps[peak]} ({per_step[peak]} units), "
+        f"{per_step[-1]} at the last snapshot (step {steps[-1]})",
+        steps[[peak, -1]],
+        ever,
+    )
+
+
+def _starved_since(starved: np.ndarray) -> np.ndarray:
+    """Per row of ``starved`` (True at the end), the index its last stretch starts."""
+    t = starved.shape[1]
+    fed = ~starved * np.arange(1, t + 1)  # 1-based index of snapshots with gradient
+    return fed.max(axis=1, initial=0)
+
+
+def _gradient_starved(steps, dead, grad_dormant, tau, activation, next_dead):
+    units = dead.shape[0]
+    starved = grad_dormant & ~dead
+    now = np.flatnonzero(starved[:, -1])
+    if len(now) < GRAD_MIN_UNITS:
+        return None
+    since = _starved_since(starved[now])
+    first = int(since.min())
+    evidence = (
+        f"{len(now)} of {units} units are active but receive "
+        + (
+            "no gradient"
+            if tau == 0
+            else f"a mean |dL/da| of at most {tau:g} x the layer's mean"
+        )
+        + f" at the last snapshot (step {steps[-1]}), the first of them since "
+        f"step {steps[first]}"
+    )
+    if next_dead is None:
+        evidence += "; the next layer's dead share is not known"
+    elif next_dead > 0:
+        evidence += (
+            f"; {next_dead:.0%} of the next layer's units are dead and pass no "
+            "gradient back"
+        )
+    else:
+        evidence += "; the next layer has no dead unit"
+    evidence += "; zero or pruned outgoing weights are not in the logs"
+    if activation.lower() in SATURATING:
+        evidence += f"; a saturated {activation} passes almost no gradient"
+    return _hint("gradient_starved", evidence, steps[[first, -1]], now)
+
+
+def diagnose(
+    steps,
+    dead,
+    *,
+    never_active=None,
+    constant=None,
+    activation: str = "",
+    loss_steps=None,
+    loss_values=None,
+    grad_dormant=None,
+    tau: float = 0.0,
+    next_layer_dead_share: float | None = None,
+) -> list[dict]:
+    """Hints about why one layer's units die, each with the evidence behind it.
+
+    Args:
+      steps: int array ``[T]``, the snapshot steps, non-decreasing.
+      dead: bool array ``[units, T]``, dead per unit per snapshot.
+      never_active, constant: optional bool ``[units, T]``, the two reasons
+        for ``dead`` (never active on the probe; constant output).
+      activation: the layer's activation name (e.g. ``"relu"``, ``"tanh"``).
+      loss_steps, loss_values: optional training loss, same length ``[N]``.
+      grad_dormant: optional bool ``[units, T]``, gradient-negligible per
+        unit per snapshot (only with a logged gradient row).
+      tau: the threshold ``grad_dormant`` was computed with (for the text).
+      next_layer_dead_share: optional share (0..1) of the next layer's units
+        dead at the last snapshot, evidence for ``gradient_starved``.
+
+    Returns:
+      A list of ``{"pattern": str, "remedy": str, "evidence": str,
+      "steps": [first, last], "units": [int, ...]}``, in the order
+      initialisation, saturation, learning_rate/burst, slow_rise,
+      gradient_starved; patterns whose evidence is absent are left out.
+
+    Raises:
+      ValueError: shapes or dtypes that do not match the above, or a
+        ``next_layer_dead_share`` outside [0, 1].
+    """
+    steps, dead, constant, grad_dormant = _check_masks(
+        steps, dead, never_active, constant, grad_dormant
+    )
+    loss_steps, loss = _check_loss(loss_steps, loss_values)
+    next_dead = _share("next_layer_dead_share", next_layer_dead_share)
     units, t = dead.shape
     if t == 0 or units == 0:
         return []
-
-    hints = []
     saturating = activation.lower() in SATURATING
     flat = constant if constant is not None else dead
     explained = flat if saturating else np.zeros_like(dead)
-    first = np.flatnonzero(dead[:, 0] & ~explained[:, 0])
-    if len(first) >= max(INIT_MIN_UNITS, INIT_MIN_SHARE * units) and (
-        steps[0] <= INIT_MAX_FIRST_STEP_SHARE * steps[-1] or t == 1
-    ):
-        still = int(np.sum(dead[first, -1]))
-        evidence = (
-            f"{len(first)} of {units} units were dead at the first snapshot "
-            f"(step {steps[0]})"
-        )
-        if never_active is not None:
-            evidence += f", {int(np.sum(never_active[first, 0]))} of them never active"
-        evidence += f"; {still} still dead at the last snapshot (step {steps[-1]})"
-        hints.append(_hint("initialisation", evidence, steps[[0, -1]], first))
-    if saturating:
-        per_step = flat.sum(axis=0)
-        ever = np.flatnonzero(flat.any(axis=1))
-        if len(ever) >= SAT_MIN_UNITS:
-            peak = int(np.argmax(per_step))
-            hints.append(
-                _hint(
-                    "saturation",
-                    f"{len(ever)} of {units} {activation} units had a constant output; "
-                    f"most at step {steps[peak]} ({per_step[peak]} units), "
-                    f"{per_step[-1]} at the last snapshot (step {steps[-1]})",
-                    steps[[peak, -1]],
-                    ever,
-                )
-            )
     count = dead.sum(axis=0)
-    burst = _burst(steps, dead, count, loss_steps, loss)
-    if burst is not None:
-        hints.append(burst)
-    else:
-        slow = _slow_rise(steps, dead, count)
-        if slow is not None:
-            hints.append(slow)
-    return hints
+    found = [
+        _initialisation(steps, dead, never_active, explained),
+        _saturation(steps, flat, activation) if saturating else None,
+        _burst(steps, dead, count, loss_steps, loss),
+    ]
+    if found[-1] is None:
+        found.append(_slow_rise(steps, dead, count))
+    if grad_dormant is not None:
+        found.append(
+            _gradient_starved(steps, dead, grad_dormant, tau, activation, next_dead)
+        )
+    return [hint for hint in found if hint is not None]

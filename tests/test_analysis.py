@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -114,12 +116,25 @@ def test_matrix_cells_pack_state_and_activity():
     matrix = result.matrix()
     assert matrix.shape == (5, 1) and matrix.dtype == np.uint8
     assert matrix[:, 0].tolist() == [
-        63,  # active, always on
+        31,  # active, always on
         2 << 6,  # dead, activity 0
         1,  # active; a nonzero share never rounds to 0
-        1 << 6 | 32,  # dormant, round(0.5 * 63)
+        1 << 6 | 16,  # dormant, round(0.5 * 31)
         3 << 6,  # no data
     ]
+
+
+def test_matrix_sets_bit_5_on_grad_dormant_units_with_data_only():
+    af = np.array([[1.0, 1.0, 0.0, 0.5]])
+    grad = np.array([[1.0, 0.0, 0.0, 0.0]])
+    count = np.array([[64.0, 64.0, 64.0, 0.0]])
+    stats = _stats(af, count=count) | {"grad_mean_abs": grad}
+    cells = analysis.classify(stats, [0]).matrix()[:, 0].tolist()
+    bit = analysis.GRAD_DORMANT_BIT
+    assert bit == 1 << 5
+    assert cells == [31, bit | 31, 2 << 6 | bit, 3 << 6]
+    without = analysis.classify(_stats(af, count=count), [0]).matrix()
+    assert not (without & bit).any()
 
 
 def test_unit_with_active_share_falling_towards_zero_is_dying():
@@ -174,3 +189,72 @@ def test_thresholds_are_reported_as_used():
         "epsilon": 0.5,
         "constant_std": analysis.DEFAULT_CONSTANT_STD,
     }
+
+
+def _grad_stats(grad, af=None):
+    grad = np.asarray(grad, dtype=np.float64)
+    return _stats(np.ones(grad.shape) if af is None else af) | {"grad_mean_abs": grad}
+
+
+def test_grad_dormant_scores_mean_abs_gradient_against_the_layer_mean():
+    grad = np.array([[1.0, 1.0, 0.05, 0.0]])
+    result = analysis.classify(_grad_stats(grad), [0])
+    assert result.grad_dormant_now == [2, 3]
+    assert result.grad_dormant_count == [2]
+    assert result.grad_score[0, 2] == pytest.approx(0.05 / 0.5125, rel=1e-5)
+    assert result.dead_now == [] and result.dormant_now == []
+    exact = analysis.classify(_grad_stats(grad), [0], analysis.Thresholds(tau=0.0))
+    assert exact.grad_dormant_now == [3]
+
+
+def test_layer_without_any_gradient_is_all_grad_dormant():
+    result = analysis.classify(_grad_stats(np.zeros((2, 3))), [0, 1])
+    assert result.grad_dormant_now == [0, 1, 2]
+    assert result.grad_dormant_count == [3, 3]
+
+
+def test_units_without_data_are_neither_scored_nor_grad_dormant():
+    grad = np.array([[1.0, 0.0, 3.0]])
+    stats = _grad_stats(grad) | {"count": np.array([[64.0, 0.0, 64.0]])}
+    result = analysis.classify(stats, [0])
+    assert result.grad_dormant_now == []
+    assert result.grad_score[0, 0] == pytest.approx(0.5)
+    assert np.isnan(result.grad_score[0, 1])
+
+
+def test_without_the_gradient_row_grad_dormant_is_none_not_a_guess():
+    result = analysis.classify(_stats(np.ones((2, 3))), [0, 1])
+    assert result.grad_dormant is None and result.grad_score is None
+    assert result.grad_dormant_count is None and result.grad_dormant_now is None
+
+
+def test_grad_dormant_definition_without_the_row_raises_a_clear_value_error():
+    thresholds = analysis.Thresholds("grad_dormant")
+    with pytest.raises(ValueError, match="grad_mean_abs.*gradients=True"):
+        analysis.classify(_stats(np.ones((2, 3))), [0, 1], thresholds)
+    result = analysis.classify(_stats(np.ones((2, 3))), [0, 1])
+    hand_made = dataclasses.replace(result, thresholds=thresholds)
+    with pytest.raises(analysis.MissingGradientsError):
+        hand_made.died_at()
+
+
+def test_grad_dormant_definition_dates_deaths_and_revivals_by_gradient():
+    grad = np.array([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    t = analysis.Thresholds("grad_dormant", tau=0.0)
+    result = analysis.classify(_grad_stats(grad), [0, 10, 20], t)
+    assert result.died_at() == [None, 10, 20]
+    assert result.revived().tolist() == [False, False, True]
+    assert analysis.classify(_grad_stats(grad), [0, 10, 20]).died_at() == [None] * 3
+
+
+def test_layer_mean_abs_weights_units_by_count_and_skips_units_without_data():
+    mean_abs = np.array([[1.0, 3.0, 100.0], [0.0, 0.0, 0.0], [2.0, 2.0, 2.0]])
+    count = np.array([[10.0, 30.0, 0.0], [5.0, 5.0, 5.0], [0.0, 0.0, 0.0]])
+    stats = _stats(np.ones((3, 3)), mean_abs=mean_abs, count=count)
+    got = analysis.layer_mean_abs(stats)
+    assert got.dtype == np.float64 and got.shape == (3,)
+    assert got[0] == pytest.approx((1.0 * 10 + 3.0 * 30) / 40)
+    assert got[1] == 0.0
+    assert np.isnan(got[2])
+    unweighted = {"mean_abs": mean_abs[:1]}
+    assert analysis.layer_mean_abs(unweighted).tolist() == [pytest.approx(104 / 3)]
