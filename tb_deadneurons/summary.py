@@ -13,7 +13,7 @@ import numpy as np
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.util import tensor_util
 
-from tb_deadneurons import metadata
+from tb_deadneurons import checks, metadata
 from tb_deadneurons.stats import snapshot_np
 from tb_deadneurons.stats_tf import check_tf, snapshot_tf, write_once
 
@@ -25,6 +25,37 @@ __all__ = [
     "snapshot_np",
     "snapshot_tf",
 ]
+
+
+def _check_array_like(arg: str, value) -> None:
+    """ValueError naming ``arg`` for None or a ragged nested list."""
+    if value is None:
+        raise ValueError(f"{arg} must be an array; got None")
+    if isinstance(value, (list, tuple)):
+        try:
+            np.asarray(value)
+        except ValueError:  # numpy's message does not name the argument
+            raise ValueError(
+                f"{arg} must be a rectangular array; got a ragged nested list"
+            ) from None
+
+
+def _layer_info(epsilon, unit_axis, layer_class, activation) -> dict:
+    """The checked per-series fields both writers record in the metadata.
+
+    Raises:
+      ValueError: epsilon not a finite number >= 0, unit_axis not an
+        integer, layer_class or activation not a str (``checks`` messages).
+    """
+    for name, value in (("layer_class", layer_class), ("activation", activation)):
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a str; got {value!r}")
+    return dict(
+        epsilon=checks.epsilon(epsilon),
+        unit_axis=checks.unit_axis(unit_axis),
+        layer_class=layer_class,
+        activation=activation,
+    )
 
 
 def activations_pb(
@@ -53,16 +84,20 @@ def activations_pb(
       A ``tensorboard.compat.proto.summary_pb2.Summary`` with one value.
 
     Raises:
-      ValueError: rank < 2, zero units, non-numeric dtype, bad ``unit_axis``,
-        or gradients of another shape.
+      ValueError: rank < 2, zero units, non-numeric dtype, bad ``unit_axis``
+        or ``epsilon``, gradients of another shape, non-str ``layer_class``
+        or ``activation``.
     """
-    layer_info = dict(
-        epsilon=epsilon,
-        layer_class=layer_class,
-        activation=activation,
-        unit_axis=unit_axis,
+    layer_info = _layer_info(epsilon, unit_axis, layer_class, activation)
+    _check_array_like("data", data)
+    if gradients is not None:
+        _check_array_like("gradients", gradients)
+    tensor = snapshot_np(
+        data,
+        gradients,
+        unit_axis=layer_info["unit_axis"],
+        epsilon=layer_info["epsilon"],
     )
-    tensor = snapshot_np(data, gradients, unit_axis=unit_axis, epsilon=epsilon)
     summary_metadata = metadata.create_summary_metadata(
         None,
         description,
@@ -82,15 +117,10 @@ def revivals_pb(layer_tag: str, units) -> summary_pb2.Summary:
     """A revival record: ``units`` of ``layer_tag`` were re-initialised.
 
     Raises:
-      ValueError: ``units`` is not a 1-D sequence of non-negative integers.
+      ValueError: ``units`` is not a 1-D sequence of non-negative integers
+        that fit the record's int32 (``checks.unit_indices``).
     """
-    indices = np.asarray(units)
-    if indices.ndim != 1 or (
-        indices.size and not np.issubdtype(indices.dtype, np.integer)
-    ):
-        raise ValueError(f"units must be a 1-D list of ints; got {units!r}")
-    if indices.size and indices.min() < 0:
-        raise ValueError(f"units must be non-negative; got {units!r}")
+    indices = checks.unit_indices("units", units)
     summary = summary_pb2.Summary()
     summary.value.add(
         tag=metadata.revival_tag(layer_tag),
@@ -138,17 +168,14 @@ def activations(
       default writer is set or recording is off.
 
     Raises:
-      ValueError: rank < 2, zero units, non-numeric dtype, bad ``unit_axis``,
-        gradients of another shape, or no step given and none set.
+      ValueError: rank < 2, zero units, non-numeric dtype, bad ``unit_axis``
+        or ``epsilon``, gradients of another shape, non-str ``layer_class``
+        or ``activation``, or no step given and none set.
     """
     import tensorflow as tf
 
-    layer_info = dict(
-        epsilon=epsilon,
-        layer_class=layer_class,
-        activation=activation,
-        unit_axis=unit_axis,
-    )
+    layer_info = _layer_info(epsilon, unit_axis, layer_class, activation)
+    unit_axis, epsilon = layer_info["unit_axis"], layer_info["epsilon"]
     summary_metadata = metadata.create_summary_metadata(
         None,
         description,
@@ -156,8 +183,10 @@ def activations(
         **layer_info,
     )
     # Validate eagerly so bad input fails at the call, not when recorded.
+    _check_array_like("data", data)
     check_tf(tf, "data", data, unit_axis)
     if gradients is not None:
+        _check_array_like("gradients", gradients)
         check_tf(tf, "gradients", gradients, unit_axis)
     with tf.summary.experimental.summary_scope(
         name, "deadneurons_summary", values=[data, gradients, step]
@@ -175,12 +204,16 @@ def revivals(layer_tag: str, units, step=None):
 
     Returns:
       What ``tf.summary.write`` returns.
+
+    Raises:
+      ValueError: as ``revivals_pb``.
     """
     import tensorflow as tf
 
+    indices = checks.unit_indices("units", units)
     return tf.summary.write(
         tag=metadata.revival_tag(layer_tag),
-        tensor=tf.constant(np.asarray(units, dtype=np.int32).reshape(-1)),
+        tensor=tf.constant(indices.astype(np.int32)),
         step=step,
         metadata=metadata.create_revival_metadata(layer_tag),
     )

@@ -156,3 +156,91 @@ def test_metadata_is_written_once_per_writer_and_tag_after_a_real_write(tmp_path
             3,
             4,
         ]
+
+
+def _op(**kwargs):
+    data = kwargs.pop("data", tf.ones([4, 3]))
+    return summary.activations("x", data, step=0, **kwargs)
+
+
+def _twin(**kwargs):
+    data = kwargs.pop("data", np.ones((4, 3), np.float32))
+    return summary.activations_pb("x", data, **kwargs)
+
+
+_WRITERS = {"op": _op, "twin": _twin}
+_REVIVALS = {
+    "op": lambda units: summary.revivals("t", units, step=0),
+    "twin": lambda units: summary.revivals_pb("t", units),
+}
+
+
+@pytest.mark.parametrize("writer", sorted(_WRITERS))
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"epsilon": float("nan")}, "epsilon must be a finite number >= 0"),
+        ({"epsilon": float("inf")}, "epsilon must be a finite number >= 0"),
+        ({"epsilon": -0.5}, "epsilon must be a finite number >= 0"),
+        ({"epsilon": None}, "epsilon must be a finite number >= 0; got None"),
+        ({"epsilon": "x"}, "epsilon must be a finite number >= 0; got 'x'"),
+        ({"unit_axis": "1"}, "unit_axis must be an integer; got '1'"),
+        ({"unit_axis": 1.0}, "unit_axis must be an integer"),
+        ({"unit_axis": 5}, "unit_axis=5 is out of range for data"),
+        ({"activation": None}, "activation must be a str"),
+        ({"data": [[1.0, 2.0], [3.0]]}, "data must be a rectangular array"),
+        ({"data": None}, "data must be an array; got None"),
+        ({"gradients": [[1.0, 2.0], [3.0]]}, "gradients must be a rectangular"),
+    ],
+)
+def test_writers_refuse_bad_arguments_with_the_checks_message(writer, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _WRITERS[writer](**kwargs)
+
+
+@pytest.mark.parametrize("writer", sorted(_REVIVALS))
+@pytest.mark.parametrize(
+    "units, match",
+    [
+        ([2**40], "units has index 1099511627776, beyond the last unit 2147483647"),
+        ([2**31], "beyond the last unit"),
+        ([3, -1], "units must be non-negative"),
+        ([[1, 2], [3]], "units must be a 1-D list of ints"),
+        ([[1, 2]], "units must be a 1-D list of ints"),
+        ([1.5], "units must be a 1-D list of ints"),
+        (["a"], "units must be a 1-D list of ints"),
+    ],
+)
+def test_revival_writers_refuse_bad_unit_indices(writer, units, match):
+    with pytest.raises(ValueError, match=match):
+        _REVIVALS[writer](units)
+
+
+def test_revival_writers_keep_valid_indices_exactly(tmp_path):
+    units = [0, 7, 2**31 - 1]
+    proto = summary.revivals_pb("t", units)
+    np.testing.assert_array_equal(
+        tf.make_ndarray(proto.value[0].tensor), np.array(units, np.int32)
+    )
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default():
+        assert bool(summary.revivals("t", units, step=1))
+    writer.flush()
+    acc = events.load(str(tmp_path))
+    (event,) = acc.Tensors("_revivals/t")
+    assert tf.make_ndarray(event.tensor_proto).tolist() == units
+
+
+def test_writers_record_a_valid_epsilon_and_unit_axis_as_given(tmp_path):
+    a = np.abs(np.random.default_rng(0).normal(size=(8, 3, 5))).astype(np.float32)
+    twin = summary.activations_pb("x", a, epsilon=np.float32(0.5), unit_axis=1)
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default():
+        assert bool(summary.activations("x", a, step=0, epsilon=0.5, unit_axis=1))
+    writer.flush()
+    meta, data = events.plugin_data(str(tmp_path), "x")
+    assert data.epsilon == pytest.approx(0.5) and data.unit_axis == 1
+    np.testing.assert_array_equal(
+        tf.make_ndarray(twin.value[0].tensor),
+        summary.snapshot_np(a, unit_axis=1, epsilon=0.5),
+    )
