@@ -9,15 +9,56 @@ its first event only (TensorBoard keeps that one and ignores the rest).
 
 from __future__ import annotations
 
+import itertools
 import os
+import socket
 import time
 
 import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.summary.writer.record_writer import RecordWriter
 from tensorboard.util import tensor_util
 
 from tb_deadneurons import metadata
+
+_file_ids = itertools.count()
+
+
+class _EventFile:
+    """An event file, as ``EventFileWriter`` writes it, with plain ``open``.
+
+    ``EventFileWriter`` creates its directory and file through
+    ``tensorboard.compat.tf``, which imports TensorFlow whenever it is
+    installed: seconds and hundreds of MB for a PyTorch or jax user. Local
+    paths only (no ``gs://``). The name ends in ``.deadneurons`` and the file
+    is created exclusively, so it never clobbers another writer's file.
+    """
+
+    def __init__(self, run_dir: str, filename_suffix: str):
+        while True:
+            name = (
+                f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}"
+                f".{os.getpid()}.{next(_file_ids)}.deadneurons{filename_suffix}"
+            )
+            try:
+                self._records = RecordWriter(open(os.path.join(run_dir, name), "xb"))
+                break
+            except FileExistsError:
+                continue
+        self.add_event(
+            event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2")
+        )
+        self.flush()
+
+    def add_event(self, event: event_pb2.Event) -> None:
+        self._records.write(event.SerializeToString())
+
+    def flush(self) -> None:
+        self._records.flush()
+
+    def close(self) -> None:
+        if not self._records.closed:
+            self._records.close()
 
 
 class EventWriter:
@@ -34,7 +75,7 @@ class EventWriter:
             raise ValueError(f"run_dir must be a non-empty path; got {run_dir!r}")
         self.run_dir = os.fspath(run_dir)
         os.makedirs(self.run_dir, exist_ok=True)
-        self._writer = EventFileWriter(self.run_dir, filename_suffix=filename_suffix)
+        self._writer = _EventFile(self.run_dir, filename_suffix)
         self._described: set[str] = set()
 
     def add_summary(self, summ: summary_pb2.Summary, step: int) -> None:
