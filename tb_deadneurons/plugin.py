@@ -2,9 +2,11 @@
 
 Routes (relative to ``data/plugin/deadneurons/``; JSON shapes in
 docs/routes.md): ``./runs``, ``./timeline``, ``./unit``, ``./loss``,
-``./index.js``, ``./static/*``. Everything is read through
+``./index.js``, ``./static/*``. The routes here only parse the request;
+the bodies are ``routes.*_impl``. Everything is read through
 ``context.data_provider`` (works with ``--load_fast=false`` and with the Rust
-data server); classification is ``analysis``'s. Bad parameters raise
+data server); ``./runs`` adds what ``records.Scanner`` finds in the event
+files under ``context.logdir`` (damage, restarts). Bad parameters raise
 ``InvalidArgumentError`` (400), unknown run/tag/unit ``NotFoundError`` (404).
 
 Samples: TensorBoard keeps 10 (Python loader) or 100 (data server) samples
@@ -24,20 +26,18 @@ import json
 import math
 import mimetypes
 import os
-import threading
 
-import numpy as np
 from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from tb_deadneurons import analysis, reader
+from tb_deadneurons import analysis, reader, records, routes
 from tb_deadneurons.metadata import PLUGIN_NAME
 
 DEFAULT_SAMPLES = 800
-# What ``downsample`` means "all" when the hint is 0 (keep every sample).
-ALL_SAMPLES = 2**31 - 1
+# TensorBoard's own default for scalars.
+DEFAULT_SCALAR_SAMPLES = 1000
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # A wheel ships the dashboard inside the package (tb_deadneurons/static); a
 # source checkout, and an editable install of it, serves the top-level static/.
@@ -49,9 +49,9 @@ _CONTENT_TYPES = {
     ".mjs": "text/javascript",
     ".css": "text/css",
 }
-_MAX_PARAM = 1000
-_RUNS_CACHE_SIZE = 4096
-_REQUIRED = analysis.REQUIRED_STATS
+# Numbers and words, not names: runs and tags of any length are accepted.
+_MAX_VALUE = 1000
+_NAMES = ("run", "tag")
 
 
 class DeadNeuronsLoader(base_plugin.TBLoader):
@@ -71,14 +71,32 @@ class DeadNeuronsLoader(base_plugin.TBLoader):
 _RAW = "\x00raw\x00"
 
 
+def _finite(value):
+    """``value`` with every non-finite float replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _dumps(body: dict) -> str:
+    try:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # NaN/inf somewhere (e.g. a logged epsilon): null it
+        return json.dumps(_finite(body), separators=(",", ":"), allow_nan=False)
+
+
 def _json(request, body: dict, raw: str | None = None):
-    """Responds with ``body`` as JSON.
+    """Responds with ``body`` as JSON; never fails on a non-finite number.
 
     ``raw`` (ASCII that needs no escaping, e.g. base64) replaces the first
     string ``_RAW`` in ``body`` without passing through the JSON encoder,
     which would scan the whole string for characters to escape.
     """
-    text = json.dumps(body, separators=(",", ":"), allow_nan=False)
+    text = _dumps(body)
     if raw is not None:
         text = text.replace(json.dumps(_RAW), f'"{raw}"', 1)
     return http_util.Respond(request, text, "application/json")
@@ -88,7 +106,7 @@ def _param(request, name: str, required: bool = True) -> str | None:
     value = request.args.get(name)
     if value is None and required:
         raise errors.InvalidArgumentError(f"missing parameter {name!r}")
-    if value is not None and len(value) > _MAX_PARAM:
+    if value is not None and name not in _NAMES and len(value) > _MAX_VALUE:
         raise errors.InvalidArgumentError(f"parameter {name!r} is too long")
     return value
 
@@ -106,36 +124,18 @@ def _float(request, name: str, default: float) -> float:
     return number
 
 
-def thresholds_from(request, epsilon: float = 0.0) -> analysis.Thresholds:
-    """``analysis.Thresholds`` from ``tau``, ``definition``, ``constant_std``."""
+def query_from(request) -> routes.Query:
+    """``routes.Query`` from ``tau``, ``definition``, ``constant_std``."""
     definition = _param(request, "definition", required=False) or "dead"
     if definition not in analysis.DEFINITIONS:
         raise errors.InvalidArgumentError(
             f"definition must be one of {', '.join(analysis.DEFINITIONS)}"
         )
-    return analysis.Thresholds(
-        definition=definition,
+    return routes.Query(
         tau=_float(request, "tau", analysis.DEFAULT_TAU),
-        epsilon=float(epsilon),
+        definition=definition,
         constant_std=_float(request, "constant_std", analysis.DEFAULT_CONSTANT_STD),
     )
-
-
-def _rounded_list(values, decimals: int = 4) -> list:
-    """Floats rounded to ``decimals`` places; NaN/inf -> None (vectorised)."""
-    values = np.asarray(values, dtype=np.float64)
-    out = np.round(values, decimals).tolist()
-    if not np.isfinite(values).all():
-        out = [v if math.isfinite(v) else None for v in out]
-    return out
-
-
-def _finite_list(values, digits: int = 4) -> list:
-    """Floats rounded to ``digits`` significant digits; NaN/inf -> None."""
-    return [
-        float(f"{v:.{digits}g}") if math.isfinite(v) else None
-        for v in np.asarray(values, dtype=np.float64).tolist()
-    ]
 
 
 class DeadNeuronsPlugin(base_plugin.TBPlugin):
@@ -147,11 +147,12 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
         self._provider = context.data_provider
         hints = context.sampling_hints or {}
         hint = hints.get(PLUGIN_NAME, DEFAULT_SAMPLES)
-        # TensorBoard's own default for scalars; 0 means all, as for us.
-        self._loss_samples = hints.get("scalars", 1000) or ALL_SAMPLES
-        self._downsample = hint if hint > 0 else ALL_SAMPLES
-        self._runs_cache: dict = {}
-        self._lock = threading.Lock()
+        # 0 means all, for TensorBoard's scalars as for us.
+        scalars = hints.get("scalars", DEFAULT_SCALAR_SAMPLES)
+        self._loss_samples = scalars or reader.ALL_SAMPLES
+        self._downsample = hint if hint > 0 else reader.ALL_SAMPLES
+        self._runs_cache = routes.RunsCache()
+        self._scanner = records.Scanner(getattr(context, "logdir", None))
 
     def get_plugin_apps(self):
         return {
@@ -184,162 +185,33 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
     @wrappers.Request.application
     def _serve_runs(self, request):
         rd = self._reader(request)
-        layers, warnings = rd.layers()
-        runs = []
-        for run, tags in layers.items():
-            entries = []
-            for tag, layer in tags.items():
-                summary, w = self._layer_summary(rd, run, tag, layer)
-                entries.append(summary)
-                warnings += w
-            runs.append({"run": run, "layers": entries})
-        unique = list(dict.fromkeys(warnings))  # layers() and series() both warn
-        return _json(request, {"runs": runs, "warnings": unique})
-
-    def _layer_summary(self, rd: reader.Reader, run, tag, layer: reader.Layer):
-        key = (rd.experiment_id, run, tag, layer.max_step, layer.max_wall_time)
-        with self._lock:
-            if key in self._runs_cache:
-                return self._runs_cache[key]
-        series = rd.series(run, tag)
-        last = series.stats.tail(1)
-        dead_now = 0
-        if len(series.steps) and _REQUIRED <= set(last):
-            thresholds = analysis.Thresholds(epsilon=series.meta.epsilon)
-            dead_now = len(
-                analysis.classify(last, series.steps[-1:], thresholds).dead_now
-            )
-        steps = series.steps.tolist()
-        summary = {
-            "tag": tag,
-            "units": series.units,
-            "snapshots": len(steps),
-            "first_step": steps[0] if steps else None,
-            "last_step": steps[-1] if steps else None,
-            "dead_now": dead_now,
-            "dead_fraction_now": dead_now / series.units if series.units else 0.0,
-            "layer_class": layer.meta.layer_class,
-            "activation": layer.meta.activation,
-        }
-        with self._lock:
-            if len(self._runs_cache) >= _RUNS_CACHE_SIZE:
-                self._runs_cache.clear()
-            self._runs_cache[key] = (summary, series.warnings)
-        return summary, series.warnings
-
-    def _classified(self, request):
-        """(series, stats, classification) of the request's run and tag."""
-        run, tag = _param(request, "run"), _param(request, "tag")
-        series = self._reader(request).series(run, tag)
-        thresholds = thresholds_from(request, series.meta.epsilon)
-        stats = series.stats
-        if not _REQUIRED <= set(stats):
-            series.warnings.append(
-                f"run {run}, tag {tag}: no {' / '.join(sorted(_REQUIRED))} rows; "
-                "not classified"
-            )
-            series.steps = series.steps[:0]
-        if not len(series.steps):
-            stats = {n: np.zeros((0, series.units), np.float32) for n in _REQUIRED}
-        return series, stats, analysis.classify(stats, series.steps, thresholds)
+        body = routes.runs_impl(rd, self._runs_cache, self._scanner.warnings())
+        return _json(request, body)
 
     @wrappers.Request.application
     def _serve_timeline(self, request):
-        series, _, result = self._classified(request)
+        run, tag = _param(request, "run"), _param(request, "tag")
+        query = query_from(request)
         rd = self._reader(request)
-        matrix = result.matrix()
-        body = {
-            # First, so that the placeholder replaced is this one (see _json).
-            "matrix": {
-                "encoding": "base64",
-                "shape": list(matrix.shape),
-                "order": "unit-major",
-                "cell": "bits 7-6 state (0 active, 1 dormant, 2 dead, 3 no data); "
-                "bits 5-0 round(active_fraction*63), nonzero share >= 1",
-                "data": _RAW,
-            },
-            "run": series.run,
-            "tag": series.tag,
-            "units": result.units,
-            "steps": result.steps.tolist(),
-            "thresholds": result.thresholds.as_dict(),
-            "dead_count": result.dead_count,
-            "dormant_count": result.dormant_count,
-            "died_at": result.died_at(),
-            "revived": result.revived().tolist(),
-            "dying": result.dying().tolist(),
-            # Scores are relative to the layer's mean: 4 decimals suffice.
-            "dormant_score_now": _rounded_list(result.score[-1])
-            if len(result.steps)
-            else [None] * result.units,
-            "dead_now": result.dead_now,
-            "dormant_now": result.dormant_now,
-            "revivals": rd.revivals(series.run, series.tag),
-            "hints": analysis.hints(
-                result, series.meta.activation, rd.loss(series.run, self._loss_samples)
-            ),
-            "warnings": series.warnings,
-        }
-        return _json(request, body, raw=_b64(matrix))
+        body = routes.timeline_impl(rd, run, tag, query, self._loss_samples)
+        data, body["matrix"]["data"] = body["matrix"]["data"], _RAW
+        return _json(request, body, raw=data)
 
     @wrappers.Request.application
     def _serve_unit(self, request):
         raw = _param(request, "unit")
+        # isdigit() alone accepts other scripts' digits ("\u0663"): int() would too.
         if not raw.isascii() or not raw.isdigit():
             raise errors.InvalidArgumentError(f"unit must be an integer >= 0: {raw!r}")
-        series, stats, result = self._classified(request)
-        unit = int(raw)
-        if unit >= result.units:
-            raise errors.NotFoundError(
-                f"unit {unit} not in tag {series.tag!r} ({result.units} units)"
-            )
-        stats = {name: _finite_list(stats[name][:, unit]) for name in stats}
-        died_at = result.died_at()[unit]
-        body = {
-            "run": series.run,
-            "tag": series.tag,
-            "unit": unit,
-            "steps": result.steps.tolist(),
-            "thresholds": result.thresholds.as_dict(),
-            "stats": stats,
-            "dormant_score": _finite_list(result.score[:, unit]),
-            "dead": result.dead[:, unit].tolist(),
-            "dormant": result.dormant[:, unit].tolist(),
-            "died_at": died_at,
-            "revived": bool(result.revived()[unit]),
-            "warnings": series.warnings,
-        }
+        run, tag = _param(request, "run"), _param(request, "tag")
+        query = query_from(request)
+        body = routes.unit_impl(self._reader(request), run, tag, int(raw), query)
         return _json(request, body)
 
     @wrappers.Request.application
     def _serve_loss(self, request):
         run = _param(request, "run")
-        rd = self._reader(request)
-        if run not in rd.runs():
-            raise errors.NotFoundError(f"no run {run!r}")
-        found = rd.loss(run, downsample=self._loss_samples)
-        if found is None:
-            body = {
-                "run": run,
-                "tag": None,
-                "source": None,
-                "step_unit": None,
-                "steps": [],
-                "values": [],
-                "message": f"run {run} has no loss scalar ("
-                + ", ".join(t for t, _, _ in reader.LOSS_TAGS)
-                + ")",
-            }
-        else:
-            tag, unit, source, steps, values = found
-            body = {
-                "run": run,
-                "tag": tag,
-                "source": source,
-                "step_unit": unit,
-                "steps": steps,
-                "values": [v if math.isfinite(v) else None for v in values],
-            }
+        body = routes.loss_impl(self._reader(request), run, self._loss_samples)
         return _json(request, body)
 
     # --- static files -------------------------------------------------------
@@ -352,12 +224,6 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
     def _serve_static(self, request):
         _, _, name = request.path.partition("/static/")
         return _serve_file(request, name)
-
-
-def _b64(matrix: np.ndarray) -> str:
-    import base64
-
-    return base64.b64encode(matrix.tobytes()).decode("ascii")
 
 
 def _serve_file(request, name: str):

@@ -11,6 +11,15 @@ naming run, tag and step, and the snapshot (or row) is skipped:
 - metadata of a newer version (read anyway, with a warning) or unparsable
   metadata (the series is skipped).
 
+Restarts: a run whose steps go back (a re-run or a resume into the same
+directory) is read by TensorBoard's own rule, here and only here
+(``after_restarts``): a point at step s discards the earlier points at step
+>= s. The Rust data server applies it while loading; the Python loader does
+not (its purge keys on ``SessionLog.START``, which Keras and PyTorch never
+write), so without this rule the two loaders would disagree. What was set
+aside is named by ``records.Scanner``, which reads the files themselves and
+so sees it under either loader.
+
 Units with ``count == 0`` in an otherwise valid snapshot stay in: analysis
 treats them as "no data".
 """
@@ -18,6 +27,8 @@ treats them as "no data".
 from __future__ import annotations
 
 import dataclasses
+import sys
+import types
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
@@ -25,10 +36,12 @@ import numpy as np
 from tensorboard import context, errors
 from tensorboard.data import provider as provider_lib
 
-from tb_deadneurons import codec, metadata
+from tb_deadneurons import analysis, codec, metadata
 from tb_deadneurons.proto import plugin_data_pb2
 
 _REVIVAL = plugin_data_pb2.DeadNeuronsPluginData.REVIVAL
+# ``downsample`` for "every sample" (TensorBoard's readers take an int).
+ALL_SAMPLES = 2**31 - 1
 # Warnings kept per series; the rest are counted in one closing line.
 MAX_WARNINGS = 20
 # Loss series searched, in order: (tag, step unit, source).
@@ -62,10 +75,6 @@ class _Stats(Mapping):
     def tail(self, k: int) -> _Stats:
         """The same stats restricted to the last ``k`` snapshots."""
         return _Stats(self._codes[-k:] if k else self._codes[:0], self._luts)
-
-    def codes(self, name: str) -> np.ndarray:
-        """The raw ``uint8 [T, U]`` codes of one row."""
-        return self._codes[:, self._luts[name][0], :]
 
 
 @dataclasses.dataclass
@@ -102,6 +111,45 @@ class Layer(NamedTuple):
     meta: plugin_data_pb2.DeadNeuronsPluginData
     max_step: int
     max_wall_time: float
+
+
+def after_restarts(steps) -> np.ndarray:
+    """Which points of a series (in file order) TensorBoard keeps: bool ``[N]``.
+
+    A point is kept when its step is below the step of every later point: a
+    point at step s preempts the earlier points at steps >= s (the data
+    server's reservoir rule; the Python loader's purge of orphaned data).
+    """
+    steps = np.asarray(steps, dtype=np.int64).reshape(-1)
+    keep = np.ones(len(steps), dtype=bool)
+    if len(steps) > 1:
+        later_min = np.minimum.accumulate(steps[::-1])[::-1]
+        keep[:-1] = steps[:-1] < later_min[1:]
+    return keep
+
+
+def _kept(data: list) -> list:
+    """``data`` (datums with ``.step``) after ``after_restarts``."""
+    keep = after_restarts([d.step for d in data])
+    return data if keep.all() else [d for d, k in zip(data, keep, strict=True) if k]
+
+
+def local_data_provider(logdir: str):
+    """TensorBoard's own ``MultiplexerDataProvider`` over ``logdir``, every
+    snapshot kept (what ``tensorboard --load_fast=false`` reads with)."""
+    if "://" not in logdir and "tensorflow" not in sys.modules:
+        # Local files need no TensorFlow: TensorBoard's own no-TF switch
+        # (//tensorboard/compat:no_tensorflow) saves seconds of import.
+        sys.modules.setdefault(
+            "tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf")
+        )
+    from tensorboard.backend.event_processing import data_provider
+    from tensorboard.backend.event_processing import plugin_event_multiplexer as pem
+
+    multiplexer = pem.EventMultiplexer(tensor_size_guidance={metadata.PLUGIN_NAME: 0})
+    multiplexer.AddRunsFromDirectory(logdir)
+    multiplexer.Reload()
+    return data_provider.MultiplexerDataProvider(multiplexer, logdir)
 
 
 def _where(run: str, tag: str, step=None) -> str:
@@ -142,7 +190,7 @@ def decode_series(run: str, tag: str, meta, data) -> Series:
                 f"{_where(run, tag)}: stat {name} not decodable ({e}); dropped"
             )
     kept, steps, units = [], [], None
-    for datum in data:
+    for datum in _kept(data):
         arr = datum.numpy
         problem = None
         if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 2:
@@ -183,6 +231,55 @@ def decode_series(run: str, tag: str, meta, data) -> Series:
     )
 
 
+class Classified(NamedTuple):
+    """A series as classified: the stats used, the result, its warnings."""
+
+    series: Series
+    stats: Mapping[str, np.ndarray]
+    result: analysis.Classification
+    warnings: list[str]
+
+
+def classify_series(
+    series: Series,
+    tau: float = analysis.DEFAULT_TAU,
+    definition: str = "dead",
+    constant_std: float = analysis.DEFAULT_CONSTANT_STD,
+) -> Classified:
+    """Classifies a series with its own epsilon; never changes ``series``.
+
+    A series without the rows ``analysis.REQUIRED_STATS`` names is classified
+    as having no snapshots, with a warning.
+
+    Raises:
+      ValueError: a bad threshold, or ``definition`` "grad_dormant" for a
+        series without the gradient row.
+    """
+    thresholds = analysis.Thresholds(
+        definition=definition,
+        tau=tau,
+        epsilon=float(series.meta.epsilon),
+        constant_std=constant_std,
+    )
+    stats, steps, warnings = series.stats, series.steps, list(series.warnings)
+    if not analysis.REQUIRED_STATS <= set(stats):
+        warnings.append(
+            f"{_where(series.run, series.tag)}: no "
+            f"{' / '.join(sorted(analysis.REQUIRED_STATS))} rows; not classified"
+        )
+        steps = steps[:0]
+    if not len(steps):
+        stats = {n: np.zeros((0, series.units), np.float32) for n in stats}
+        stats.update(
+            {
+                n: np.zeros((0, series.units), np.float32)
+                for n in analysis.REQUIRED_STATS
+            }
+        )
+    result = analysis.classify(stats, steps, thresholds)
+    return Classified(series, stats, result, warnings)
+
+
 class Reader:
     """Reads one experiment's snapshot series through a ``DataProvider``.
 
@@ -221,7 +318,7 @@ class Reader:
                     result.setdefault(r, {})[tag] = layer
         return result, warnings
 
-    def series(self, run: str, tag: str, downsample: int | None = None) -> Series:
+    def series(self, run: str, tag: str) -> Series:
         """The snapshots of one layer.
 
         Raises:
@@ -245,7 +342,7 @@ class Reader:
             self._ctx,
             experiment_id=self.experiment_id,
             plugin_name=metadata.PLUGIN_NAME,
-            downsample=downsample or self._downsample,
+            downsample=self._downsample,
             run_tag_filter=provider_lib.RunTagFilter(runs=[run], tags=[tag]),
         )
         series = decode_series(run, tag, meta, data.get(run, {}).get(tag, []))
@@ -263,7 +360,7 @@ class Reader:
             run_tag_filter=provider_lib.RunTagFilter(runs=[run], tags=[rtag]),
         )
         result = []
-        for datum in data.get(run, {}).get(rtag, []):
+        for datum in _kept(data.get(run, {}).get(rtag, [])):
             units = np.asarray(datum.numpy).reshape(-1)
             if np.issubdtype(units.dtype, np.integer):
                 result.append({"step": int(datum.step), "units": units.tolist()})
@@ -291,7 +388,7 @@ class Reader:
                     downsample=downsample,
                     run_tag_filter=provider_lib.RunTagFilter(runs=[run], tags=[tag]),
                 )
-                points = data.get(run, {}).get(tag, [])
+                points = _kept(data.get(run, {}).get(tag, []))
                 steps = [p.step for p in points]
                 values = [float(p.value) for p in points]
                 return LossSeries(tag, unit, source, steps, values)

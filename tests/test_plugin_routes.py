@@ -109,7 +109,7 @@ def get(client, route: str, status: int = 200):
     return response.get_json() if status == 200 and route[:5] != "stati" else response
 
 
-def test_runs_lists_each_layer_with_units_snapshots_and_dead_now(client):
+def test_runs_lists_each_layer_with_units_snapshots_and_dead_count_now(client):
     body = get(client, "runs")
     runs = {r["run"]: r for r in body["runs"]}
     assert list(runs) == sorted(runs)
@@ -117,9 +117,10 @@ def test_runs_lists_each_layer_with_units_snapshots_and_dead_now(client):
     assert dense["tag"] == "dense" and tanh["tag"] == "tanh"
     assert dense["units"] == 16 and dense["snapshots"] == len(STEPS)
     assert (dense["first_step"], dense["last_step"]) == (0, STEPS[-1])
-    assert dense["dead_now"] == len(_planted_dead(STEPS[-1]))
+    assert dense["dead_count_now"] == len(_planted_dead(STEPS[-1]))
+    assert "dead_now" not in dense
     assert dense["dead_fraction_now"] == pytest.approx(4 / 16)
-    assert tanh["dead_now"] == 1 and tanh["activation"] == "tanh"
+    assert tanh["dead_count_now"] == 1 and tanh["activation"] == "tanh"
     assert any("tag broken" in w for w in body["warnings"])
     assert len(body["warnings"]) == len(set(body["warnings"]))
     assert any("version 99" in w for w in body["warnings"])
@@ -156,9 +157,11 @@ def test_timeline_matrix_is_base64_unit_major_cells(client):
     assert m["shape"] == [16, len(STEPS)] and m["order"] == "unit-major"
     cells = np.frombuffer(base64.b64decode(m["data"]), np.uint8).reshape(m["shape"])
     state = cells >> 6
-    assert (state[2] == 2).all() and (cells[2] & 63 == 0).all()
+    assert (state[2] == 2).all() and (cells[2] & 31 == 0).all()
     assert state[11].tolist() == [0 if s < 150 else 2 for s in STEPS]
-    assert (state[0] == 0).all() and (cells[0] & 63 > 0).all()
+    assert (state[0] == 0).all() and (cells[0] & 31 > 0).all()
+    assert not (cells & 32).any()  # no gradient row: never grad-dormant
+    assert "bit 5 grad-dormant" in m["cell"]
 
 
 def test_saturated_tanh_unit_is_reported_dead(client):

@@ -1,0 +1,203 @@
+"""Checks a log dir's event files record by record (numpy and protobuf only).
+
+The data provider hides files: a damaged record silently ends what
+TensorBoard loads from its file, and a restart silently sets earlier points
+aside. ``Scanner`` reads the files themselves, with the TFRecord framing and
+masked CRC-32C checks TensorBoard's readers apply, and names both as
+warnings (file, byte position, what TensorBoard skipped). Each file's result
+is cached by size and mtime, and a grown file is read on from where the last
+scan stopped, so a scan of an unchanged log dir costs one ``stat`` per file.
+
+A TFRecord is ``uint64 length, uint32 masked_crc(length), data,
+uint32 masked_crc(data)``, little-endian. What TensorBoard 2.21 does on damage:
+
+- length header failing its CRC: neither loader can find the next record,
+  so nothing after it in that file is loaded;
+- data failing its CRC: the Python loader stops reading the file there
+  (and retries from that record forever); the Rust data server loads the
+  record as it is and reads on (seen with a bit flip in a snapshot);
+- a file ending inside a record: both loaders wait for the rest (a writer
+  may still be writing it); reported once the file has not changed for
+  ``SETTLE_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import struct
+import threading
+import time
+
+from tensorboard.compat.proto import event_pb2
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+from tb_deadneurons import reader
+
+SETTLE_SECONDS = 30.0
+_HEADER, _FOOTER = 12, 4
+# Read in blocks so a big file never sits in memory whole.
+_BLOCK = 1 << 22
+
+
+@dataclasses.dataclass
+class FileScan:
+    """What one event file holds, as far as it was read."""
+
+    size: int
+    mtime: float
+    offset: int = 0  # the end of the last whole, valid record
+    damage: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+    stopped: bool = False  # a bad length header: nothing after it is readable
+    partial: int = 0  # bytes of an incomplete record at the end
+    steps: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+
+
+def _records(f, offset: int, scan: FileScan):
+    """Yields ``(position, data)`` of valid records from ``offset``; notes
+    damage in ``scan`` and leaves ``scan.offset`` after the last whole one."""
+    f.seek(offset)
+    buf, base = f.read(_BLOCK), offset
+    pos = 0
+    while True:
+        if len(buf) - pos < _HEADER:
+            more = f.read(_BLOCK)
+            if not more:
+                break
+            buf, base, pos = buf[pos:] + more, base + pos, 0
+            continue
+        header = buf[pos : pos + 8]
+        if struct.unpack("<I", buf[pos + 8 : pos + 12])[0] != masked_crc32c(header):
+            scan.damage.append((base + pos, "bad length header (CRC mismatch)"))
+            scan.stopped = True
+            scan.offset = base + pos
+            return
+        end = pos + _HEADER + struct.unpack("<Q", header)[0] + _FOOTER
+        while len(buf) < end:
+            more = f.read(max(_BLOCK, end - len(buf)))
+            if not more:
+                break
+            buf += more
+        if len(buf) < end:
+            break
+        data = buf[pos + _HEADER : end - _FOOTER]
+        if struct.unpack("<I", buf[end - _FOOTER : end])[0] != masked_crc32c(data):
+            scan.damage.append((base + pos, "record data fails its CRC"))
+        else:
+            yield base + pos, data
+        pos = end
+        scan.offset = base + pos
+    scan.partial = base + len(buf) - scan.offset
+
+
+def scan_file(path: str, previous: FileScan | None = None) -> FileScan:
+    """Scans ``path``, reading on from ``previous`` when the file only grew."""
+    st = os.stat(path)
+    if previous and (previous.size, previous.mtime) == (st.st_size, st.st_mtime):
+        return previous
+    if previous and st.st_size >= previous.size and not previous.stopped:
+        scan = dataclasses.replace(previous, size=st.st_size, mtime=st.st_mtime)
+        scan.damage, scan.partial = list(previous.damage), 0
+        scan.steps = {t: list(s) for t, s in previous.steps.items()}
+    else:
+        scan = FileScan(st.st_size, st.st_mtime)
+    with open(path, "rb") as f:
+        for position, data in _records(f, scan.offset, scan):
+            try:
+                event = event_pb2.Event.FromString(data)
+            except Exception:  # noqa: BLE001 - protobuf's DecodeError and kin
+                scan.damage.append((position, "record is not an Event"))
+                continue
+            for value in event.summary.value:
+                scan.steps.setdefault(value.tag, []).append(event.step)
+    return scan
+
+
+def _damage_warnings(name: str, scan: FileScan, now: float) -> list[str]:
+    out = []
+    for position, what in scan.damage:
+        if scan.stopped and position == scan.offset:
+            skipped = (
+                f"neither loader reads the {scan.size - position} bytes from here "
+                "to the end of the file"
+            )
+        else:
+            skipped = (
+                "TensorBoard's Python loader (--load_fast=false) reads nothing "
+                f"from here on ({scan.size - position} bytes); the Rust data "
+                "server loads the damaged record as it is"
+            )
+        out.append(f"event file {name}, byte {position}: {what}; {skipped}")
+    if scan.partial and now - scan.mtime >= SETTLE_SECONDS:
+        out.append(
+            f"event file {name}, byte {scan.offset}: ends inside a record "
+            f"({scan.partial} bytes, truncated); TensorBoard waits for the rest"
+        )
+    return out
+
+
+def _restart_warning(run: str, steps: dict[str, list[int]]) -> str | None:
+    set_aside, low, high, tags = 0, None, None, 0
+    for tag_steps in steps.values():
+        keep = reader.after_restarts(tag_steps)
+        if keep.all():
+            continue
+        dropped = [s for s, k in zip(tag_steps, keep, strict=True) if not k]
+        set_aside, tags = set_aside + len(dropped), tags + 1
+        low = min(dropped) if low is None else min(low, *dropped)
+        high = max(dropped) if high is None else max(high, *dropped)
+    if not set_aside:
+        return None
+    return (
+        f"run {run}: steps go back (a re-run or a resume into the same run); "
+        f"as TensorBoard does, {set_aside} earlier points of {tags} tags at "
+        f"steps {low}..{high} are set aside and the later ones shown"
+    )
+
+
+class Scanner:
+    """Damage and restart warnings for the event files under a log dir.
+
+    Thread-safe; keep one per log dir so its cache lasts. A log dir that is
+    not a local directory (``gs://...``) gives no warnings.
+    """
+
+    def __init__(self, logdir: str | None):
+        self._logdir = logdir
+        self._files: dict[str, FileScan] = {}
+        self._lock = threading.Lock()
+
+    def _paths(self) -> list[str]:
+        logdir = self._logdir
+        if not logdir or "://" in logdir or not os.path.isdir(logdir):
+            return []
+        paths = []
+        for root, _, files in os.walk(logdir):
+            # TensorBoard's test for an event file (io_wrapper.IsTensorFlowEventsFile).
+            paths += [os.path.join(root, f) for f in files if "tfevents" in f]
+        return sorted(paths)
+
+    def warnings(self, run: str | None = None) -> list[str]:
+        """Warnings in file order; only ``run``'s files when it is given."""
+        out, by_run, now = [], {}, time.time()
+        with self._lock:
+            for path in self._paths():
+                rel = os.path.relpath(path, self._logdir)
+                name = os.path.dirname(rel) or "."
+                if run is not None and name != run:
+                    continue
+                try:
+                    scan = scan_file(path, self._files.get(path))
+                except OSError as e:
+                    out.append(f"event file {rel}: unreadable ({e})")
+                    continue
+                self._files[path] = scan
+                out += _damage_warnings(rel, scan, now)
+                merged = by_run.setdefault(name, {})
+                for tag, steps in scan.steps.items():
+                    merged.setdefault(tag, []).extend(steps)
+        for name, steps in by_run.items():
+            warning = _restart_warning(name, steps)
+            if warning:
+                out.append(warning)
+        return out

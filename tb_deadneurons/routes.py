@@ -1,0 +1,223 @@
+"""The data routes' bodies, apart from HTTP: ``*_impl(reader, ...)`` -> dict.
+
+``plugin`` parses the request and calls these; tests call them directly.
+Each JSON shape of docs/routes.md is built here and only here. Unknown
+run/tag/unit raise ``tensorboard.errors.NotFoundError``; a threshold the
+series cannot use (``definition=grad_dormant`` without the gradient row)
+raises ``InvalidArgumentError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import math
+import threading
+from typing import NamedTuple
+
+import numpy as np
+from tensorboard import errors
+
+from tb_deadneurons import analysis, reader
+
+RUNS_CACHE_SIZE = 4096
+CELL = (
+    "bits 7-6 state (0 active, 1 dormant, 2 dead, 3 no data); bit 5 grad-dormant "
+    "(never without the gradient row); bits 4-0 round(active_fraction*31), "
+    "nonzero share >= 1"
+)
+
+
+class Query(NamedTuple):
+    """The classification parameters a request may set."""
+
+    tau: float = analysis.DEFAULT_TAU
+    definition: str = "dead"
+    constant_std: float = analysis.DEFAULT_CONSTANT_STD
+
+
+def rounded(values, decimals: int = 4) -> list:
+    """Floats rounded to ``decimals`` places; NaN/inf -> None (vectorised)."""
+    values = np.asarray(values, dtype=np.float64)
+    out = np.round(values, decimals).tolist()
+    if not np.isfinite(values).all():
+        out = [v if math.isfinite(v) else None for v in out]
+    return out
+
+
+def significant(values, digits: int = 4) -> list:
+    """Floats rounded to ``digits`` significant digits; NaN/inf -> None."""
+    return [
+        float(f"{v:.{digits}g}") if math.isfinite(v) else None
+        for v in np.asarray(values, dtype=np.float64).tolist()
+    ]
+
+
+def classified(rd: reader.Reader, run: str, tag: str, query: Query):
+    """``reader.Classified`` of one layer; bad thresholds -> 400."""
+    series = rd.series(run, tag)
+    try:
+        return reader.classify_series(series, *query)
+    except ValueError as e:
+        raise errors.InvalidArgumentError(str(e)) from None
+
+
+class RunsCache:
+    """Per-layer ``./runs`` entries, keyed by what changes when data arrives."""
+
+    def __init__(self, size: int = RUNS_CACHE_SIZE):
+        self._size, self._entries, self._lock = size, {}, threading.Lock()
+
+    def layer(self, rd: reader.Reader, run: str, tag: str, layer: reader.Layer):
+        """(the layer's ``./runs`` entry, its warnings)."""
+        key = (rd.experiment_id, run, tag, layer.max_step, layer.max_wall_time)
+        with self._lock:
+            if key in self._entries:
+                return self._entries[key]
+        entry = _layer_entry(rd.series(run, tag), layer)
+        with self._lock:
+            if len(self._entries) >= self._size:
+                self._entries.clear()
+            self._entries[key] = entry
+        return entry
+
+
+def _layer_entry(series: reader.Series, layer: reader.Layer):
+    # Only the last snapshot decides the count: classify just that one.
+    last = _last_snapshot(series)
+    dead = len(reader.classify_series(last).result.dead_now)
+    steps = series.steps
+    entry = {
+        "tag": series.tag,
+        "units": series.units,
+        "snapshots": len(steps),
+        "first_step": int(steps[0]) if len(steps) else None,
+        "last_step": int(steps[-1]) if len(steps) else None,
+        "dead_count_now": dead,
+        "dead_fraction_now": dead / series.units if series.units else 0.0,
+        "layer_class": layer.meta.layer_class,
+        "activation": layer.meta.activation,
+    }
+    return entry, series.warnings
+
+
+def _last_snapshot(series: reader.Series) -> reader.Series:
+    """``series`` restricted to its last snapshot (a new object)."""
+    return dataclasses.replace(
+        series, steps=series.steps[-1:], stats=series.stats.tail(1), warnings=[]
+    )
+
+
+def runs_impl(rd: reader.Reader, cache: RunsCache, file_warnings=()) -> dict:
+    """The ``./runs`` body: every run's layers, then all warnings once each."""
+    layers, warnings = rd.layers()
+    runs = []
+    for run, tags in layers.items():
+        entries = []
+        for tag, layer in tags.items():
+            entry, w = cache.layer(rd, run, tag, layer)
+            entries.append(entry)
+            warnings += w
+        runs.append({"run": run, "layers": entries})
+    warnings += file_warnings
+    return {"runs": runs, "warnings": list(dict.fromkeys(warnings))}
+
+
+def layer_mean_abs(stats) -> list:
+    """The layer's mean |a| per step (4 significant digits; null: no data)."""
+    if not len(stats["mean_abs"]):
+        return []
+    return significant(analysis.layer_mean_abs(stats))
+
+
+def timeline_impl(
+    rd: reader.Reader, run: str, tag: str, query: Query, loss_samples: int
+) -> dict:
+    """The ``./timeline`` body; ``matrix.data`` is the base64 cell matrix."""
+    series, stats, result, warnings = classified(rd, run, tag, query)
+    matrix = result.matrix()
+    score_now = result.score[-1] if len(result.steps) else [math.nan] * result.units
+    return {
+        # First key: plugin splices the base64 data in by position.
+        "matrix": {
+            "encoding": "base64",
+            "shape": list(matrix.shape),
+            "order": "unit-major",
+            "cell": CELL,
+            "data": base64.b64encode(matrix.tobytes()).decode("ascii"),
+        },
+        "run": run,
+        "tag": tag,
+        "units": result.units,
+        "steps": result.steps.tolist(),
+        "thresholds": result.thresholds.as_dict(),
+        "dead_count": result.dead_count,
+        "dormant_count": result.dormant_count,
+        "grad_dormant_count": result.grad_dormant_count,
+        "mean_abs": layer_mean_abs(stats),
+        "died_at": result.died_at(),
+        "revived": result.revived().tolist(),
+        "dying": result.dying().tolist(),
+        # Scores are relative to the layer's mean: 4 decimals suffice.
+        "dormant_score_now": rounded(score_now),
+        "dead_now": result.dead_now,
+        "dormant_now": result.dormant_now,
+        "grad_dormant_now": result.grad_dormant_now,
+        "revivals": rd.revivals(run, tag),
+        "hints": analysis.hints(
+            result, series.meta.activation, rd.loss(run, loss_samples)
+        ),
+        "warnings": warnings,
+    }
+
+
+def unit_impl(rd: reader.Reader, run: str, tag: str, unit: int, query: Query):
+    """The ``./unit`` body for unit index ``unit`` (>= 0)."""
+    series, stats, result, warnings = classified(rd, run, tag, query)
+    if unit >= result.units:
+        raise errors.NotFoundError(
+            f"unit {unit} not in tag {tag!r} ({result.units} units)"
+        )
+    return {
+        "run": run,
+        "tag": tag,
+        "unit": unit,
+        "steps": result.steps.tolist(),
+        "thresholds": result.thresholds.as_dict(),
+        "stats": {name: significant(stats[name][:, unit]) for name in stats},
+        "dormant_score": significant(result.score[:, unit]),
+        "dead": result.dead[:, unit].tolist(),
+        "dormant": result.dormant[:, unit].tolist(),
+        "grad_dormant": None
+        if result.grad_dormant is None
+        else result.grad_dormant[:, unit].tolist(),
+        "died_at": result.died_at()[unit],
+        "revived": bool(result.revived()[unit]),
+        "warnings": warnings,
+    }
+
+
+def loss_impl(rd: reader.Reader, run: str, loss_samples: int) -> dict:
+    """The ``./loss`` body: the run's loss, or an empty answer with a message."""
+    if run not in rd.runs():
+        raise errors.NotFoundError(f"no run {run!r}")
+    found = rd.loss(run, downsample=loss_samples)
+    if found is None:
+        tags = ", ".join(t for t, _, _ in reader.LOSS_TAGS)
+        return {
+            "run": run,
+            "tag": None,
+            "source": None,
+            "step_unit": None,
+            "steps": [],
+            "values": [],
+            "message": f"run {run} has no loss scalar ({tags})",
+        }
+    return {
+        "run": run,
+        "tag": found.tag,
+        "source": found.source,
+        "step_unit": found.step_unit,
+        "steps": found.steps,
+        "values": [v if math.isfinite(v) else None for v in found.values],
+    }
