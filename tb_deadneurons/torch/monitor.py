@@ -1,0 +1,280 @@
+"""``DeadNeuronMonitor``: dead-unit snapshots from a plain PyTorch loop."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from tb_deadneurons import analysis, checks, codec, metadata, summary
+from tb_deadneurons.events import EventWriter
+from tb_deadneurons.torch import modules as modules_lib
+from tb_deadneurons.torch import probe as probe_lib
+from tb_deadneurons.torch import revive as revive_lib
+from tb_deadneurons.torch import stats
+
+# As the Keras callback's default: a probe of a few hundred samples every 100
+# steps costs about 1 % of training time (benchmarks/torch_overhead.py).
+DEFAULT_EVERY_N_STEPS = 100
+
+
+class DeadNeuronMonitor:
+    """Logs per-unit activation statistics of a PyTorch model while it trains.
+
+    Snapshots are taken at construction (step ``start_step``, before
+    training: units can be born dead), after every ``every_n_steps`` calls of
+    ``step`` and at ``close``, from one forward pass of a fixed probe batch
+    in the mode training sees (dropout off, BatchNorm on the probe batch's
+    statistics) that changes no model state. Statistics are reduced on the
+    model's device and moved to the host once per snapshot; steps in between
+    cost a counter increment. Under ``torch.distributed`` only rank 0 logs.
+
+    Args:
+      model: the ``nn.Module`` (DDP / ``torch.compile`` wrappers are looked
+        through).
+      log_dir: the run directory, the one ``SummaryWriter(log_dir)`` writes
+        (events land next to its files: same run, same step axis), or a
+        ``SummaryWriter`` (its ``get_logdir()`` is used).
+      probe_data: the probe batch: a tensor, a dict of tensors (passed as
+        keyword arguments), or ``(x, y)``. A few hundred samples suffice.
+      every_n_steps: snapshot period in ``step`` calls.
+      modules: qualified names (``"transformer.h.0.mlp.act"``), unique name
+        suffixes (``"0.mlp.act"``) or module objects to watch. Default: every
+        activation module (``modules.ACTIVATIONS``) except one that makes
+        the model's output.
+      gradients: also log mean |dL/da| per unit (needs ``(x, y)`` and
+        ``loss_fn``).
+      loss_fn: ``loss_fn(model_output, y)`` -> scalar, for ``gradients``.
+      epsilon: a position counts as active where |a| > epsilon.
+      revive_every: every ``revive_every`` steps, re-initialise the units the
+        latest snapshot shows dead (or tau-dormant with ``revive_tau`` > 0)
+        with ``tb_deadneurons.torch.revive`` and log the revival.
+      revive_tau: ReDo threshold for revival; 0 revives dead units only.
+      optimizer: the optimizer whose state ``revive`` resets.
+      start_step: the step of the first snapshot (when resuming).
+
+    Raises:
+      ValueError: a bad argument, unknown modules, or a probe batch that
+        does not fit the model.
+
+    Example:
+
+    ```python
+    import torch
+    from tb_deadneurons.torch import DeadNeuronMonitor
+
+    model = torch.nn.Sequential(
+        torch.nn.Linear(20, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3)
+    )
+    opt = torch.optim.Adam(model.parameters())
+    x, y = torch.randn(512, 20), torch.randint(0, 3, (512,))
+    with DeadNeuronMonitor(model, "logs/torch", probe_data=x[:256]) as monitor:
+        for i in range(0, 512, 32):
+            loss = torch.nn.functional.cross_entropy(model(x[i:i + 32]), y[i:i + 32])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            monitor.step(loss)
+    ```
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        log_dir,
+        probe_data,
+        every_n_steps: int = DEFAULT_EVERY_N_STEPS,
+        modules=None,
+        gradients: bool = False,
+        loss_fn: Callable | None = None,
+        epsilon: float = 0.0,
+        revive_every: int | None = None,
+        revive_tau: float = 0.0,
+        optimizer: torch.optim.Optimizer | None = None,
+        start_step: int = 0,
+    ):
+        if not isinstance(model, torch.nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module; got {model!r}")
+        log_dir = checks.log_dir(
+            log_dir.get_logdir() if hasattr(log_dir, "get_logdir") else log_dir
+        )
+        self.every_n_steps = checks.positive_int("every_n_steps", every_n_steps)
+        self.epsilon = checks.epsilon(epsilon)
+        self.revive_every = checks.optional_positive_int("revive_every", revive_every)
+        self.revive_tau = checks.non_negative_float("revive_tau", revive_tau)
+        if (
+            isinstance(start_step, bool)
+            or not isinstance(start_step, int)
+            or (start_step < 0)
+        ):
+            raise ValueError(f"start_step must be an integer >= 0; got {start_step!r}")
+        self.gradients = bool(gradients)
+        self.optimizer = optimizer
+        self.model = modules_lib.unwrap(model)
+        x, y = _split(probe_data, _device(self.model))
+        if self.gradients and (y is None or loss_fn is None):
+            raise ValueError(
+                "gradients=True needs probe_data=(x, y) and loss_fn(output, y)"
+            )
+        self._step = self._last_snapshot_step = start_step
+        self._last_loss = None
+        self.last_snapshot: dict[str, np.ndarray] = {}
+        self.revivals: list[tuple[int, str, list[int]]] = []
+        self._unrevivable: set[str] = set()
+        self._writer = None
+        self.active = not _is_other_rank()
+        if not self.active:
+            return  # other DDP ranks: no probe, no file, nothing per step
+        watched = modules_lib.select(self.model, modules)
+        self._probe = probe_lib.Probe(
+            self.model,
+            x,
+            y,
+            watched,
+            explicit=modules is not None,
+            gradients=self.gradients,
+            loss_fn=loss_fn,
+            epsilon=self.epsilon,
+        )
+        self._writer = EventWriter(log_dir)
+        self.log_dir = log_dir
+        self._snapshot(None)
+
+    @property
+    def watched(self) -> dict[str, torch.nn.Module]:
+        """Tag -> module of every watched output (empty on other ranks)."""
+        return {tag: m for tag, m, _, _ in self._probe.layout} if self.active else {}
+
+    def step(self, loss=None, *, global_step: int | None = None) -> None:
+        """Counts one training step (call it after ``optimizer.step()``).
+
+        ``loss``: the step's loss, a tensor or a number; read (``.item()``,
+        one device sync) only when a snapshot is due. ``global_step``: set
+        the step counter instead of adding one (Lightning, resumed runs).
+        """
+        if not self.active:
+            return
+        previous = self._step
+        self._step = previous + 1 if global_step is None else int(global_step)
+        self._last_loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
+        n = self.every_n_steps
+        if self._step // n != previous // n:
+            self._snapshot(self._last_loss)
+        r = self.revive_every
+        if r and self._step // r != previous // r:
+            self._revive()
+
+    def close(self) -> None:
+        """Takes the last snapshot (unless this step has one) and closes."""
+        if self._writer is None:
+            return
+        if self._last_snapshot_step != self._step:
+            self._snapshot(self._last_loss)
+        self._writer.close()
+        self._writer = None
+
+    def __enter__(self) -> DeadNeuronMonitor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _snapshot(self, loss) -> None:
+        rows = self._probe.rows()
+        flat = rows.reshape(-1)
+        if isinstance(loss, torch.Tensor):
+            # The loss rides along: one device-to-host transfer per snapshot.
+            flat = torch.cat([flat, loss.reshape(-1)[:1].float().to(flat.device)])
+        host = flat.cpu().numpy()
+        if isinstance(loss, torch.Tensor):
+            loss = host[-1]
+        codes = stats.encode(host[: rows.numel()].reshape(rows.shape), self.gradients)
+        self.last_snapshot, start = {}, 0
+        for tag, module, axis, units in self._probe.layout:
+            self.last_snapshot[tag] = codes[:, start : start + units]
+            start += units
+            self._writer.snapshot(
+                tag,
+                self.last_snapshot[tag],
+                self._step,
+                with_gradients=self.gradients,
+                epsilon=self.epsilon,
+                layer_class=type(module).__name__,
+                activation=modules_lib.activation_name(module),
+                unit_axis=axis,
+            )
+        if loss is not None and np.isfinite(float(loss)):
+            self._writer.scalar(metadata.LOSS_TAG, float(loss), self._step)
+        # Flushed at once so an interrupted run keeps every snapshot so far.
+        self._writer.flush()
+        self._last_snapshot_step = self._step
+
+    def _revive(self) -> None:
+        if self._last_snapshot_step != self._step:
+            self._snapshot(None)
+        layout = metadata.snapshot_plugin_data(with_gradients=self.gradients)
+        thresholds = analysis.Thresholds(tau=self.revive_tau)
+        for tag, module, _, _ in self._probe.layout:
+            if tag in self._unrevivable:
+                continue
+            decoded = codec.decode_snapshot(self.last_snapshot[tag], layout)
+            verdict = analysis.classify(
+                {n: v[None, :] for n, v in decoded.items()}, [self._step], thresholds
+            )
+            dead = verdict.dead[0] | (verdict.dormant[0] if self.revive_tau else False)
+            units = np.flatnonzero(dead).tolist()
+            if not units:
+                continue
+            try:
+                producer = revive_lib.producer_of(self.model, module)
+                revived = revive_lib.revive(self.model, producer, units, self.optimizer)
+            except ValueError as e:
+                self._unrevivable.add(tag)
+                warnings.warn(
+                    f"DeadNeuronMonitor: not reviving {tag!r}: {e}", stacklevel=3
+                )
+                continue
+            self.log_revival(tag, revived)
+
+    def log_revival(self, tag: str, units) -> None:
+        """Records that ``units`` of the series ``tag`` were re-initialised now."""
+        if not self.active:
+            return
+        self.revivals.append((self._step, tag, list(units)))
+        self._writer.add_summary(summary.revivals_pb(tag, list(units)), self._step)
+        self._writer.flush()
+
+
+def _is_other_rank() -> bool:
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_rank() != 0
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _to(x, device):
+    if isinstance(x, torch.Tensor):
+        return x.to(device)
+    if isinstance(x, dict):
+        return {k: _to(v, device) for k, v in x.items()}
+    raise ValueError(
+        f"probe_data must be a tensor, a dict of tensors or (x, y); got {type(x)!r}"
+    )
+
+
+def _split(probe_data, device):
+    """``(x, y)`` on ``device``; ``y`` None without labels."""
+    if isinstance(probe_data, (tuple, list)) and len(probe_data) == 2:
+        x, y = probe_data
+    else:
+        x, y = probe_data, None
+    x = _to(x, device)
+    first = x if isinstance(x, torch.Tensor) else next(iter(x.values()), None)
+    if first is None or first.dim() == 0 or first.shape[0] == 0:
+        raise ValueError(f"probe_data has no samples: got {probe_data!r:.200}")
+    return x, None if y is None else _to(y, device)
