@@ -1,0 +1,139 @@
+"""Wide layers at screen size: a cell matrix aggregated into display blocks.
+
+A layer of 11,008 units over 500 snapshots is 5.5 M cells; a heat map a few
+hundred pixels high cannot show one row per unit. ``aggregate`` cuts the
+``uint8 [units, steps]`` cell matrix of ``analysis.Classification.matrix``
+(docs/routes.md) into at most ``rows`` x ``cols`` blocks of adjacent units
+and snapshots, optionally restricted to a unit range first (the zoom), and
+keeps what matters in each block:
+
+- ``cells``: the block's most telling cell -- the highest state by
+  dead > dormant > active > no data, and among those the least active one.
+  A block with any dead unit-step shows dead.
+- ``dead``: how many units of the block's row were dead at once, the most
+  over the block's snapshots (0 where none).
+
+Blocks split units and steps as evenly as possible (sizes differ by at most
+one); a range no larger than ``rows`` (``cols``) keeps one unit (step) per
+row (column), i.e. full resolution. Numpy only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from tb_deadneurons import analysis, checks
+
+_STATE_SHIFT = 6
+_LOW_BITS = (1 << _STATE_SHIFT) - 1
+# Display priority of each 2-bit state (index = state); higher wins a block.
+_PRIORITY = np.zeros(4, np.uint16)
+_PRIORITY[
+    [
+        analysis.STATE_NO_DATA,
+        analysis.STATE_ACTIVE,
+        analysis.STATE_DORMANT,
+        analysis.STATE_DEAD,
+    ]
+] = [0, 1, 2, 3]
+_STATE_OF_PRIORITY = np.argsort(_PRIORITY).astype(np.uint8)
+
+
+@dataclasses.dataclass
+class Overview:
+    """An aggregated window of a layer's cell matrix.
+
+    ``cells`` and ``dead`` are ``[R, C]``; row ``r`` covers units
+    ``row_bounds[r]:row_bounds[r + 1]`` (absolute unit indices), column ``c``
+    the snapshot indices ``col_bounds[c]:col_bounds[c + 1]``.
+    """
+
+    cells: np.ndarray  # uint8 [R, C]
+    dead: np.ndarray  # uint32 [R, C]
+    row_bounds: np.ndarray  # int64 [R + 1]
+    col_bounds: np.ndarray  # int64 [C + 1]
+
+
+def bounds(n: int, parts: int | None) -> np.ndarray:
+    """``min(parts, n) + 1`` ascending cut points splitting ``range(n)`` evenly.
+
+    ``parts=None`` means one part per element. ``n == 0`` gives ``[0]``.
+    """
+    k = n if parts is None else min(parts, n)
+    return (np.arange(k + 1, dtype=np.int64) * n) // max(k, 1)
+
+
+def unit_range(units: int, unit_start: int | None, unit_stop: int | None):
+    """``(start, stop)`` of a requested unit range, defaults the whole layer.
+
+    Raises:
+      ValueError: a negative ``unit_start``, ``unit_stop`` < 1, beyond the
+        layer, or not after ``unit_start``; the message names the argument.
+    """
+    start = 0 if unit_start is None else _non_negative("unit_start", unit_start)
+    stop = units if unit_stop is None else checks.positive_int("unit_stop", unit_stop)
+    if stop > units:
+        raise ValueError(f"unit_stop must be <= {units} (the layer's units): {stop}")
+    if start >= stop and (unit_start is not None or unit_stop is not None):
+        raise ValueError(f"unit_start must be < unit_stop ({stop}); got {start}")
+    return start, stop
+
+
+def _non_negative(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
+    return int(value)
+
+
+def aggregate(
+    matrix: np.ndarray,
+    rows: int | None = None,
+    cols: int | None = None,
+    unit_start: int | None = None,
+    unit_stop: int | None = None,
+) -> Overview:
+    """Aggregates ``matrix[unit_start:unit_stop]`` into ``rows`` x ``cols`` blocks.
+
+    Args:
+      matrix: ``uint8 [units, steps]`` cells (bits 7-6 the state).
+      rows, cols: the most display rows / columns; None for one per unit /
+        snapshot.
+      unit_start, unit_stop: the unit range to show; None for the layer's
+        first / last unit.
+
+    Raises:
+      ValueError: ``rows``/``cols`` not an integer >= 1, or a bad unit range
+        (see ``unit_range``); the message names the argument.
+    """
+    rows = checks.optional_positive_int("rows", rows)
+    cols = checks.optional_positive_int("cols", cols)
+    matrix = np.asarray(matrix, dtype=np.uint8)
+    start, stop = unit_range(matrix.shape[0], unit_start, unit_stop)
+    window = matrix[start:stop]
+    row_bounds, col_bounds = bounds(len(window), rows), bounds(window.shape[1], cols)
+    if window.shape[1] == 0 or not len(window):
+        shape = (len(row_bounds) - 1, len(col_bounds) - 1)
+        return Overview(
+            np.zeros(shape, np.uint8), np.zeros(shape, np.uint32),
+            row_bounds + start, col_bounds,
+        )  # fmt: skip
+    state = window >> _STATE_SHIFT
+    # Higher key = more telling: state priority first, then lower activity.
+    key = _PRIORITY[state] << _STATE_SHIFT | (_LOW_BITS - (window & _LOW_BITS))
+    key = _reduce(np.maximum, _reduce(np.maximum, key, row_bounds, 0), col_bounds, 1)
+    cells = _STATE_OF_PRIORITY[key >> _STATE_SHIFT] << _STATE_SHIFT
+    cells |= (_LOW_BITS - (key & _LOW_BITS)).astype(np.uint8)
+    dead = (state == analysis.STATE_DEAD).astype(np.uint32)
+    dead = _reduce(np.maximum, _reduce(np.add, dead, row_bounds, 0), col_bounds, 1)
+    return Overview(cells, dead, row_bounds + start, col_bounds)
+
+
+def _reduce(ufunc, values: np.ndarray, cuts: np.ndarray, axis: int) -> np.ndarray:
+    """``ufunc`` over each block of ``axis``; nothing to do at full resolution."""
+    if len(cuts) - 1 == values.shape[axis]:
+        return values
+    return ufunc.reduceat(values, cuts[:-1], axis=axis)

@@ -1,0 +1,135 @@
+"""The wide-layer overview: cell matrices aggregated into display blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tb_deadneurons import analysis, codec, metadata, overview, summary
+
+ACTIVE, DORMANT, DEAD, NO_DATA = (
+    analysis.STATE_ACTIVE,
+    analysis.STATE_DORMANT,
+    analysis.STATE_DEAD,
+    analysis.STATE_NO_DATA,
+)
+
+
+def cell(state: int, level: int = 0) -> int:
+    return state << 6 | level
+
+
+def active_matrix(units: int, steps: int, level: int = 20) -> np.ndarray:
+    return np.full((units, steps), cell(ACTIVE, level), np.uint8)
+
+
+def planted_layer_matrix(units: int, dead: list[int], snapshots: int = 4):
+    """The real cell matrix of a ReLU layer whose ``dead`` units have a bias
+    of -1e4, through the numpy twin, the codec and the classifier."""
+    rng = np.random.default_rng(3)
+    meta = metadata.snapshot_plugin_data()
+    decoded = []
+    for _ in range(snapshots):
+        pre = rng.normal(0.5, 1.0, (64, units)).astype(np.float32)
+        pre[:, dead] -= 1e4
+        codes = summary.snapshot_np(np.maximum(pre, 0))
+        decoded.append(codec.decode_snapshot(codes, meta))
+    stats = {name: np.stack([d[name] for d in decoded]) for name in decoded[0]}
+    return analysis.classify(stats, np.arange(snapshots) * 10).matrix()
+
+
+def test_row_with_any_dead_unit_shows_dead_with_how_many():
+    dead = [17, 5003, 5004, 5010, 11007]
+    matrix = planted_layer_matrix(11008, dead)
+    view = overview.aggregate(matrix, rows=400)
+    assert view.cells.shape == (400, 4)
+    rows_of = np.searchsorted(view.row_bounds, dead, side="right") - 1
+    shown_dead = (view.cells >> 6) == DEAD
+    assert set(np.flatnonzero(shown_dead.any(axis=1))) == set(rows_of)
+    expected = np.bincount(rows_of, minlength=400)[:, None]
+    assert (view.dead == expected).all()
+
+
+def test_rows_split_units_evenly_and_cover_each_once():
+    view = overview.aggregate(active_matrix(11008, 3), rows=400)
+    sizes = np.diff(view.row_bounds)
+    assert view.row_bounds[0] == 0 and view.row_bounds[-1] == 11008
+    assert sizes.min() >= 27 and sizes.max() - sizes.min() <= 1
+    assert len(view.col_bounds) == 4  # steps kept at full resolution
+
+
+def test_zoomed_range_no_wider_than_rows_is_full_resolution():
+    matrix = planted_layer_matrix(11008, [5100, 5101, 9000])
+    view = overview.aggregate(matrix, rows=512, unit_start=5000, unit_stop=5512)
+    assert (view.cells == matrix[5000:5512]).all()
+    assert (view.row_bounds == np.arange(5000, 5513)).all()
+    assert np.flatnonzero((view.cells[:, -1] >> 6) == DEAD).tolist() == [100, 101]
+    assert (view.dead == ((matrix[5000:5512] >> 6) == DEAD)).all()
+
+
+def test_no_parameters_return_the_matrix_unchanged():
+    matrix = planted_layer_matrix(300, [3])
+    view = overview.aggregate(matrix)
+    assert (view.cells == matrix).all()
+    assert view.row_bounds.tolist() == list(range(301))
+
+
+def test_a_death_at_one_step_survives_column_aggregation():
+    matrix = active_matrix(8, 500)
+    matrix[2, 377] = cell(DEAD)
+    view = overview.aggregate(matrix, cols=50)
+    assert view.cells.shape == (8, 50)
+    assert np.argwhere(view.cells >> 6 == DEAD).tolist() == [[2, 37]]
+    assert view.dead[2, 37] == 1 and view.dead.sum() == 1
+
+
+def test_dead_count_is_the_most_dead_at_once_not_a_sum_over_steps():
+    matrix = active_matrix(4, 2)
+    matrix[0, 0] = matrix[1, 1] = cell(DEAD)  # one unit dead at each step
+    matrix[2:, 1] = cell(DEAD)
+    view = overview.aggregate(matrix, rows=2, cols=1)
+    assert view.dead[:, 0].tolist() == [1, 2]
+
+
+def test_block_shows_dead_over_dormant_over_active_over_no_data():
+    matrix = np.array(
+        [  # one step per line, units across
+            [cell(NO_DATA), cell(ACTIVE, 9), cell(ACTIVE, 12), cell(NO_DATA)],
+            [cell(ACTIVE, 30), cell(NO_DATA), cell(DORMANT, 5), cell(DORMANT, 7)],
+            [cell(ACTIVE, 40), cell(DORMANT, 4), cell(ACTIVE, 50), cell(DEAD)],
+            [cell(ACTIVE, 40), cell(ACTIVE, 4), cell(ACTIVE, 50), cell(ACTIVE, 33)],
+        ],
+        np.uint8,
+    ).T
+    view = overview.aggregate(matrix, rows=1)
+    assert (view.cells[0] >> 6).tolist() == [ACTIVE, DORMANT, DEAD, ACTIVE]
+    # Among equal states the least active cell stands for the block.
+    assert (view.cells[0] & 63).tolist() == [9, 5, 0, 4]
+    only_no_data = overview.aggregate(np.full((3, 1), cell(NO_DATA), np.uint8), rows=1)
+    assert only_no_data.cells.tolist() == [[cell(NO_DATA)]]
+
+
+def test_layer_without_snapshots_gives_empty_columns():
+    view = overview.aggregate(np.zeros((11008, 0), np.uint8), rows=400, cols=100)
+    assert view.cells.shape == (400, 0) and view.dead.shape == (400, 0)
+    assert overview.aggregate(np.zeros((0, 0), np.uint8)).cells.shape == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"rows": 0}, "rows"),
+        ({"rows": 2.5}, "rows"),
+        ({"rows": True}, "rows"),
+        ({"cols": -3}, "cols"),
+        ({"unit_start": -1}, "unit_start"),
+        ({"unit_start": "4"}, "unit_start"),
+        ({"unit_stop": 0}, "unit_stop"),
+        ({"unit_stop": 65}, "unit_stop"),
+        ({"unit_start": 10, "unit_stop": 10}, "unit_start"),
+        ({"unit_start": 64}, "unit_start"),
+    ],
+)
+def test_bad_window_raises_value_error_naming_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        overview.aggregate(active_matrix(64, 5), **kwargs)
