@@ -197,9 +197,10 @@ def bench_writer(units: int = 11008, hidden: int = 4096, tokens: int = 4096):
     times = {"matmul": [], "op": []}
     try:
         for i in range(4):  # alternate, first round is warm-up
-            for name, fn in (("matmul", matmul), ("op", lambda: snapshot(i))):
+            step = tf.constant(i, tf.int64)
+            for name, fn, args in (("matmul", matmul, ()), ("op", snapshot, (step,))):
                 t = time.perf_counter()
-                np.asarray(fn())
+                np.asarray(fn(*args))
                 if i:
                     times[name].append(time.perf_counter() - t)
         writer.flush()
