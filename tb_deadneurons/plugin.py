@@ -71,22 +71,11 @@ class DeadNeuronsLoader(base_plugin.TBLoader):
 _RAW = "\x00raw\x00"
 
 
-def _finite(value):
-    """``value`` with every non-finite float replaced by None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _dumps(body: dict) -> str:
     try:
         return json.dumps(body, separators=(",", ":"), allow_nan=False)
     except ValueError:  # NaN/inf somewhere (e.g. a logged epsilon): null it
-        return json.dumps(_finite(body), separators=(",", ":"), allow_nan=False)
+        return json.dumps(routes.finite(body), separators=(",", ":"), allow_nan=False)
 
 
 def _json(request, body: dict, raw: str | None = None):

@@ -36,6 +36,17 @@ class Query(NamedTuple):
     constant_std: float = analysis.DEFAULT_CONSTANT_STD
 
 
+def finite(value):
+    """``value`` (JSON-ready) with every non-finite float replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
 def rounded(values, decimals: int = 4) -> list:
     """Floats rounded to ``decimals`` places; NaN/inf -> None (vectorised)."""
     values = np.asarray(values, dtype=np.float64)

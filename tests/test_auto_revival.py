@@ -47,7 +47,7 @@ def test_dead_units_are_revived_logged_and_reported(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path), "--json"]) == 0
     layer = json.loads(capsys.readouterr().out)["runs"]["train"]["layers"]["hidden"]
     assert set(PLANTED) <= set(layer["revived_units"])
-    assert not set(PLANTED) & set(layer["dead_units"])
+    assert not set(PLANTED) & set(layer["dead_now"])
 
 
 def test_revive_every_must_be_a_positive_integer(tmp_path):

@@ -34,10 +34,12 @@ def test_text_report_tables_each_planted_layer(logdir):
     assert lines[0] == "run planted/train"
     assert lines[1].split()[:3] == ["layer", "units", "dead"]
     dense = next(line.split() for line in lines if line.split()[0] == "dense")
-    # units, dead now, dormant now, first death, revived, worst step (dead)
+    # units, dead now, dormant now, grad-dormant now, first death, revived,
+    # worst step (dead)
     assert dense[1:3] == ["16", "4"] and dense[3] == "(25.0%)"
-    assert dense[6] == "0" and dense[7] == "1"
-    assert dense[8:] == ["240", "(4)"]  # first step with the most dead units
+    assert dense[6] == "-"  # no gradient row logged
+    assert dense[7] == "0" and dense[8] == "1"
+    assert dense[9:] == ["240", "(4)"]  # first step with the most dead units
     tanh = next(line.split() for line in lines if line.split()[0] == "tanh")
     assert tanh[1:3] == ["6", "1"]
 
@@ -48,13 +50,18 @@ def test_json_report_has_the_planted_units_and_death_steps(logdir):
     body = json.loads(result.stdout)
     dense = body["runs"]["planted/train"]["layers"]["dense"]
     assert dense["units"] == 16 and dense["steps"] == STEPS
-    assert dense["dead_units"] == sorted(BORN_DEAD + list(KILLED_AT))
+    assert dense["dead_now"] == sorted(BORN_DEAD + list(KILLED_AT))
+    assert (
+        dense["dead_count_now"] == len(dense["dead_now"]) and "dead_units" not in dense
+    )
+    assert dense["grad_dormant_units"] is None and dense["grad_dormant_count"] is None
+    assert len(dense["mean_abs"]) == len(STEPS)
     expected = {str(u): 0 for u in BORN_DEAD}
     expected.update({str(u): s for u, s in KILLED_AT.items()})
     assert dense["died_at"] == expected
     assert dense["revived_units"] == [REVIVED]
     assert len(dense["dead_count"]) == len(STEPS) == len(dense["dormant_count"])
-    assert set(dense["dormant_units"]) >= set(dense["dead_units"])
+    assert set(dense["dormant_units"]) >= set(dense["dead_now"])
     assert body["runs"]["odd"]["layers"]["dense"]["steps"] == [0, 1, 2, 3, 4, 9]
     assert any("run odd, tag dense, step 5" in w for w in body["warnings"])
 
