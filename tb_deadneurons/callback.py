@@ -7,14 +7,24 @@ batch, so snapshots and the loss share one step axis.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
+from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 
-from tb_deadneurons import analysis, codec, metadata, probe, summary
+from tb_deadneurons import (
+    analysis,
+    checks,
+    codec,
+    discovery,
+    events,
+    metadata,
+    probe,
+    summary,
+)
 from tb_deadneurons.metadata import LOSS_TAG
 from tb_deadneurons.revive import revive
 
@@ -98,31 +108,13 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         revive_tau: float = 0.0,
     ):
         super().__init__()
-        if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
-            raise ValueError(f"log_dir must be a non-empty path; got {log_dir!r}")
-        if not _positive_int(every_n_batches):
-            raise ValueError(
-                f"every_n_batches must be an integer >= 1; got {every_n_batches!r}"
-            )
-        if revive_every is not None and not _positive_int(revive_every):
-            raise ValueError(
-                f"revive_every must be None or an integer >= 1; got {revive_every!r}"
-            )
-        if not np.isfinite(revive_tau) or revive_tau < 0:
-            raise ValueError(f"revive_tau must be finite and >= 0; got {revive_tau!r}")
-        if not np.isfinite(epsilon) or epsilon < 0:
-            raise ValueError(f"epsilon must be finite and >= 0; got {epsilon!r}")
-        if layers is not None and (isinstance(layers, str) or not list(layers)):
-            raise ValueError(
-                f"layers must be a non-empty list of names or layers; got {layers!r}"
-            )
-        self.log_dir = os.fspath(log_dir)
-        self.every_n_batches = int(every_n_batches)
-        self.layers = None if layers is None else list(layers)
+        self.log_dir = checks.log_dir(log_dir)
+        self.every_n_batches = checks.positive_int("every_n_batches", every_n_batches)
+        self.revive_every = checks.optional_positive_int("revive_every", revive_every)
+        self.revive_tau = checks.non_negative_float("revive_tau", revive_tau)
+        self.epsilon = checks.epsilon(epsilon)
+        self.layers = discovery.check_requested(layers)
         self.gradients = bool(gradients)
-        self.epsilon = float(epsilon)
-        self.revive_every = None if revive_every is None else int(revive_every)
-        self.revive_tau = float(revive_tau)
         self.revivals: list[tuple[int, str, list[int]]] = []
         self._unrevivable: set[str] = set()
         self._x, self._y = probe.split_probe_data(probe_data)
@@ -131,8 +123,11 @@ class DeadNeuronCallback(keras.callbacks.Callback):
                 "gradients=True needs labels: pass probe_data=(x, y) or a Dataset "
                 "of (x, y) batches"
             )
+        if self.gradients:
+            probe.gradient_function(keras.backend.backend())  # fails naming it
         self._writer = None
         self._probe = None
+        self._active = True
         self._step = None
         self._epoch_start = 0
         self._last_snapshot_step = None
@@ -141,16 +136,14 @@ class DeadNeuronCallback(keras.callbacks.Callback):
     # -- setup ---------------------------------------------------------------
 
     def on_train_begin(self, logs=None):
-        if self._writer is None:
-            # One writer for the callback's life: the probe function is bound
-            # to it when traced.
-            self._writer = tf.summary.create_file_writer(
-                os.path.join(self.log_dir, "train")
-            )
+        # In multi-process training only process 0 writes; the others skip
+        # every hook (no probe pass, no file).
+        self._active = _is_chief_process(self.model)
+        if not self._active:
+            return
         if self._probe is None:
-            self._probe = probe.ProbeFunction(
+            self._probe = probe.Probe(
                 self.model,
-                self._writer,
                 self._x,
                 self._y,
                 layers=self.layers,
@@ -166,7 +159,7 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         """Tag → layer of the watched layers (after ``on_train_begin``)."""
         return dict(self._probe.watched) if self._probe else {}
 
-    # -- per batch ---------------------------------------------------------------
+    # -- per batch -----------------------------------------------------------
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = self._step
@@ -175,9 +168,12 @@ class DeadNeuronCallback(keras.callbacks.Callback):
     # convert every batch's logs to Python numbers, a device sync per step.
     # The state at the beginning of batch k is the state after k batches.
     def on_train_batch_begin(self, batch, logs=None):
-        self._advance(self._epoch_start + int(batch), loss=self._running_loss)
+        if self._active:
+            self._advance(self._epoch_start + int(batch), loss=self._running_loss)
 
     def on_epoch_end(self, epoch, logs=None):
+        if not self._active:
+            return
         loss = logs.get("loss") if isinstance(logs, dict) else None
         steps = (self.params or {}).get("steps") or 0
         self._advance(
@@ -185,21 +181,28 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         )
 
     def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.flush()
+        if not self._active or self._writer is None:
+            return
+        if self._last_snapshot_step != self._step:
+            # The end of training, when no period ended on the last step.
+            self._snapshot(loss=logs.get("loss") if isinstance(logs, dict) else None)
+        self._writer.close()
+        self._writer = None  # a later fit opens a new event file
 
     def _iterations(self, default: int) -> int:
         iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
-        return int(iterations.numpy()) if iterations is not None else int(default)
+        if iterations is None:
+            return int(default)
+        return int(keras.ops.convert_to_numpy(iterations))
 
     def _running_loss(self) -> float | None:
         """Keras's running mean of the epoch's loss, as ``logs["loss"]``."""
         for metric in getattr(self.model, "metrics", []):
             if metric.name == "loss":
                 count = getattr(metric, "count", None)
-                if count is not None and float(count.numpy()) == 0:
+                if count is not None and float(keras.ops.convert_to_numpy(count)) == 0:
                     return None
-                return float(metric.result())
+                return float(keras.ops.convert_to_numpy(metric.result()))
         return None
 
     def _advance(self, step: int, loss) -> None:
@@ -214,12 +217,32 @@ class DeadNeuronCallback(keras.callbacks.Callback):
 
     # -- work ----------------------------------------------------------------
 
+    def _events(self) -> events.EventWriter:
+        if self._writer is None:
+            # Created when first needed, like keras.callbacks.TensorBoard's.
+            self._writer = events.EventWriter(os.path.join(self.log_dir, "train"))
+        return self._writer
+
     def _snapshot(self, loss: float | None) -> None:
-        codes = self._probe(self._step, loss)
+        codes = self._probe()
+        writer = self._events()
+        for tag, layer in self._probe.watched.items():
+            writer.snapshot(
+                tag,
+                codes[tag],
+                self._step,
+                with_gradients=self.gradients,
+                epsilon=self.epsilon,
+                layer_class=type(layer).__name__,
+                activation=discovery.activation_name(layer) or "",
+                unit_axis=discovery.unit_axis(layer),
+            )
+        if loss is not None and math.isfinite(loss):
+            writer.add_summary(scalar_pb(LOSS_TAG, np.float32(loss)), self._step)
         # Flushed at once so an interrupted fit keeps every snapshot so far.
-        self._writer.flush()
+        writer.flush()
         self._last_snapshot_step = self._step
-        self.last_snapshot = {tag: c.numpy() for tag, c in codes.items()}
+        self.last_snapshot = codes
 
     def _revive(self) -> None:
         if self._last_snapshot_step != self._step:
@@ -254,14 +277,29 @@ class DeadNeuronCallback(keras.callbacks.Callback):
     def log_revival(self, layer_tag: str, units) -> None:
         """Records that ``units`` of ``layer_tag`` were re-initialised now."""
         self.revivals.append((self._step, layer_tag, list(units)))
-        with self._writer.as_default():
-            summary.revivals(layer_tag, units, step=self._step)
-        self._writer.flush()
+        writer = self._events()
+        writer.add_summary(summary.revivals_pb(layer_tag, units), self._step)
+        writer.flush()
 
 
-def _positive_int(value) -> bool:
-    return (
-        isinstance(value, (int, np.integer))
-        and not isinstance(value, bool)
-        and value >= 1
-    )
+def _is_chief_process(model) -> bool:
+    """Whether this process writes: process 0 of a multi-process run.
+
+    jax: ``jax.process_index() == 0``; torch: no ``torch.distributed`` group
+    or rank 0; tensorflow: the strategy's chief (``should_checkpoint`` is what
+    Keras's own checkpointing asks too).
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.process_index() == 0
+    if backend == "torch":
+        import torch.distributed as dist
+
+        return not (dist.is_available() and dist.is_initialized()) or (
+            dist.get_rank() == 0
+        )
+    strategy = getattr(model, "distribute_strategy", None)
+    extended = getattr(strategy, "extended", None)
+    return bool(getattr(extended, "should_checkpoint", True))

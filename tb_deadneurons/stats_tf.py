@@ -11,7 +11,7 @@ import weakref
 
 import numpy as np
 
-from tb_deadneurons import codec, metadata
+from tb_deadneurons import codec, keras_private, metadata
 from tb_deadneurons.proto import plugin_data_pb2
 from tb_deadneurons.stats import check_shape
 
@@ -162,15 +162,6 @@ def snapshot_tf(data, gradients=None, *, unit_axis: int = -1, epsilon: float = 0
 _metadata_written = weakref.WeakKeyDictionary()
 
 
-def _default_writer():
-    try:
-        from tensorflow.python.ops import summary_ops_v2
-
-        return summary_ops_v2._summary_state.writer
-    except (ImportError, AttributeError):  # a TensorFlow without it
-        return None
-
-
 def write_once(tag: str, tensor, step, summary_metadata):
     """``tf.summary.write``, with the metadata only in the tag's first event.
 
@@ -185,7 +176,7 @@ def write_once(tag: str, tensor, step, summary_metadata):
     import tensorflow as tf
 
     full = summary_metadata.SerializeToString()
-    writer = _default_writer()
+    writer = keras_private.default_summary_writer()
     if writer is None:
         return tf.summary.write(tag, tensor, step=step, metadata=full)
     try:
