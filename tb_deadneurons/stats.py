@@ -59,8 +59,28 @@ def _per_unit_stats_np(x: np.ndarray, epsilon: float) -> dict[str, np.ndarray]:
     }
 
 
+def _host_array(arg: str, data) -> np.ndarray:
+    """``data`` as numpy; torch tensors by duck typing (no torch import).
+
+    A torch tensor may require grad, be bfloat16/float16 or live on any
+    device: it is detached, copied to the host and floats widened to
+    float32. Sparse, quantized, meta and nested tensors have no dense host
+    values and raise ValueError.
+    """
+    if hasattr(data, "detach") and hasattr(data, "is_floating_point"):
+        try:
+            data = data.detach().cpu()
+            data = (data.float() if data.is_floating_point() else data).numpy()
+        except (RuntimeError, TypeError, NotImplementedError) as e:
+            raise ValueError(
+                f"{arg}: this torch tensor has no dense host values "
+                f"(sparse, quantized, meta or nested?): {e}"
+            ) from e
+    return np.asarray(data)
+
+
 def _as_units_last_np(arg: str, data, unit_axis: int) -> np.ndarray:
-    array = np.asarray(data)
+    array = _host_array(arg, data)
     check_numpy_dtype(arg, array)
     check_shape(arg, array.shape, unit_axis)
     array = np.moveaxis(array, unit_axis, -1)
@@ -70,7 +90,12 @@ def _as_units_last_np(arg: str, data, unit_axis: int) -> np.ndarray:
 def snapshot_np(
     data, gradients=None, *, unit_axis: int = -1, epsilon: float = 0.0
 ) -> np.ndarray:
-    """The encoded ``[num_stats, units]`` uint8 snapshot of a numpy array."""
+    """The encoded ``[num_stats, units]`` uint8 snapshot of a numpy array.
+
+    ``data``/``gradients`` may also be torch tensors (any device, requiring
+    grad, bfloat16/float16); sparse, quantized, meta and nested tensors raise
+    ValueError.
+    """
     x = _as_units_last_np("data", data, unit_axis)
     stats = _per_unit_stats_np(x, epsilon)
     if gradients is not None:

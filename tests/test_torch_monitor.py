@@ -1,0 +1,223 @@
+"""The PyTorch monitor on real torch models with planted dead units."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tb_deadneurons import metadata, summary
+from tb_deadneurons.torch import DeadNeuronMonitor
+from tb_deadneurons.torch import stats as torch_stats
+from tests.test_plugin_routes import get, make_app
+
+DEAD_UNITS = [3, 17, 30]
+DEAD_CHANNELS = [1, 6]
+
+
+def _codes(x, grad=None, axis=-1):
+    rows = torch_stats.unit_stats(x, 0.0, axis)
+    if grad is not None:
+        rows = torch.cat([rows, torch_stats.grad_mean_abs(grad, axis)])
+    return torch_stats.encode(rows.numpy(), grad is not None)
+
+
+def _close(ours, twin):
+    diff = np.abs(ours.astype(int) - twin.astype(int))
+    assert ours.shape == twin.shape
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_device_statistics_encode_as_snapshot_np():
+    g = torch.Generator().manual_seed(0)
+    x = torch.relu(torch.randn(64, 12, 5, 5, generator=g) * 3 - 1)
+    x[:, 4] = 0.0  # dead channel
+    x[3, 2, 0, 0] = float("nan")  # dropped and counted
+    grad = torch.randn(64, 12, 5, 5, generator=g) * 1e-3
+    _close(_codes(x, grad, axis=1), summary.snapshot_np(x, grad, unit_axis=1))
+    dense = torch.tanh(torch.randn(300, 40, generator=g) * 4)
+    _close(_codes(dense), summary.snapshot_np(dense.numpy()))
+
+
+def test_activations_pb_takes_grad_bf16_tensors_and_names_what_it_cannot():
+    x = torch.relu(torch.randn(32, 8, requires_grad=True))
+    pb = summary.activations_pb("dense", x.bfloat16())
+    assert pb.value[0].tensor.tensor_shape.dim[1].size == 8
+    np.testing.assert_array_equal(
+        summary.snapshot_np(x), summary.snapshot_np(x.detach().numpy())
+    )
+    with pytest.raises(ValueError, match="data: this torch tensor has no dense"):
+        summary.activations_pb("dense", x.detach().to_sparse())
+
+
+def mlp(dead=DEAD_UNITS) -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(20, 32),
+        nn.ReLU(),
+        nn.Dropout(0.2),
+        nn.Linear(32, 32),
+        nn.Tanh(),
+        nn.Linear(32, 3),
+    )
+    with torch.no_grad():
+        model[0].bias[dead] = -1e4
+    return model
+
+
+def cnn() -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 4),
+    )
+    with torch.no_grad():
+        model[1].bias[DEAD_CHANNELS] = -1e4  # BN's beta: the channel never fires
+    return model
+
+
+def train(model, logdir, x, y, steps=12, monitor_kwargs=None):
+    """SGD with momentum for ``steps`` steps; loss also via SummaryWriter."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    writer = SummaryWriter(logdir) if monitor_kwargs is not None else None
+    monitor = (
+        DeadNeuronMonitor(model, writer, probe_data=x[:64], **monitor_kwargs)
+        if writer
+        else None
+    )
+    for step in range(steps):
+        i = (step * 16) % len(x)
+        model.train()
+        loss = nn.functional.cross_entropy(model(x[i : i + 16]), y[i : i + 16])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if writer:
+            writer.add_scalar("loss", loss.item(), step + 1)
+            monitor.step(loss)
+    if writer:
+        monitor.close()
+        writer.close()
+    return opt, monitor
+
+
+def _report(logdir) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "tb_deadneurons.cli", "report", "--json", logdir],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)["runs"]["."]["layers"]
+
+
+@pytest.fixture(scope="module")
+def planted_logs(tmp_path_factory):
+    torch.manual_seed(1)
+    mlp_dir = str(tmp_path_factory.mktemp("mlp"))
+    x, y = torch.randn(256, 20), torch.randint(0, 3, (256,))
+    train(mlp(), mlp_dir, x, y, monitor_kwargs=dict(every_n_steps=5))
+    cnn_dir = str(tmp_path_factory.mktemp("cnn"))
+    xi, yi = torch.randn(128, 3, 8, 8), torch.randint(0, 4, (128,))
+    train(cnn(), cnn_dir, xi, yi, steps=6, monitor_kwargs=dict(every_n_steps=3))
+    return mlp_dir, cnn_dir
+
+
+def test_mlp_planted_dead_units_are_exactly_reported(planted_logs):
+    mlp_dir, _ = planted_logs
+    layers = _report(mlp_dir)
+    assert sorted(layers) == ["1", "4"]  # ReLU and Tanh; not the output
+    assert layers["1"]["dead_now"] == DEAD_UNITS
+    assert layers["1"]["steps"] == [0, 5, 10, 12]  # start, every 5, close
+    assert layers["4"]["dead_now"] == []
+    body = get(make_app_client(mlp_dir), "timeline?run=.&tag=1")
+    assert body["dead_now"] == DEAD_UNITS and body["units"] == 32
+
+
+def test_cnn_planted_dead_channels_on_axis_1_are_exactly_reported(planted_logs):
+    _, cnn_dir = planted_logs
+    layers = _report(cnn_dir)
+    assert sorted(layers) == ["2"] and layers["2"]["units"] == 8
+    assert layers["2"]["dead_now"] == DEAD_CHANNELS
+    body = get(make_app_client(cnn_dir), "timeline?run=.&tag=2")
+    assert body["dead_now"] == DEAD_CHANNELS
+
+
+def test_loss_is_logged_at_the_snapshot_steps_next_to_add_scalar(planted_logs):
+    mlp_dir, _ = planted_logs
+    client = make_app_client(mlp_dir)
+    ours = get(client, "loss?run=.")
+    assert ours["tag"] == metadata.LOSS_TAG and ours["steps"] == [5, 10, 12]
+    from tensorboard.backend.event_processing import event_accumulator
+
+    acc = event_accumulator.EventAccumulator(mlp_dir)
+    acc.Reload()
+    theirs = {e.step: e.value for e in acc.Scalars("loss")}
+    for step, value in zip(ours["steps"], ours["values"], strict=True):
+        assert value == pytest.approx(theirs[step], rel=1e-6)
+
+
+def make_app_client(logdir):
+    from werkzeug.test import Client
+
+    return Client(make_app(logdir))
+
+
+def _state(model, opt):
+    return (
+        [t.clone() for t in model.state_dict().values()],
+        [p.grad.clone() for p in model.parameters()],
+        [t.clone() for s in opt.state.values() for t in s.values()],
+        torch.get_rng_state(),
+        [m.training for m in model.modules()],
+    )
+
+
+def _same(a: list, b: list) -> bool:
+    return all(torch.equal(s, t) for s, t in zip(a, b, strict=True))
+
+
+def test_training_is_identical_with_and_without_the_monitor(tmp_path):
+    """Weights, BN buffers, .grad, Adam state, RNG and modes: all unchanged."""
+    x, y = torch.randn(64, 3, 8, 8), torch.randint(0, 4, (64,))
+    probe = dict(
+        probe_data=(x[:32], y[:32]),
+        every_n_steps=1,
+        gradients=True,
+        loss_fn=nn.functional.cross_entropy,
+    )
+    states = []
+    for kwargs in (None, probe):
+        base = cnn()
+        model = nn.Sequential(*base[:3], nn.Dropout(0.3), *base[3:])
+        torch.manual_seed(5)
+        opt = torch.optim.Adam(model.parameters())
+        monitor = DeadNeuronMonitor(model, str(tmp_path), **kwargs) if kwargs else None
+        for step in range(4):
+            batch = slice(step * 16, step * 16 + 16)
+            loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if monitor:
+                monitor.step(loss)
+        if monitor:
+            assert list(monitor.watched) == ["2"]
+            monitor.close()
+        states.append(_state(model, opt))
+    (*tensors0, rng0, modes0), (*tensors1, rng1, modes1) = states
+    for a, b in zip(tensors0, tensors1, strict=True):
+        assert _same(a, b)
+    assert torch.equal(rng0, rng1) and modes0 == modes1
