@@ -25,6 +25,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from tb_deadneurons import keras_private
+
 _ELEMENTWISE_ACTIVATIONS = frozenset(
     "linear relu relu6 leaky_relu elu selu gelu tanh sigmoid hard_sigmoid "
     "hard_silu hard_swish silu swish softplus softsign exponential mish celu "
@@ -72,9 +74,8 @@ def _activation_name(fn) -> str:
 
 def _graph(model):
     """The functional graph of ``model`` (a Sequential's is its layer chain)."""
-    keras = _keras()
-    graph = model._functional if isinstance(model, keras.Sequential) else model
-    if graph is None or not hasattr(graph, "_nodes"):
+    graph = keras_private.functional_graph(model)
+    if graph is None:
         raise ValueError(
             f"model {model.name!r} has no layer graph (build it with an Input, "
             "or use a functional/Sequential model)"
@@ -82,18 +83,8 @@ def _graph(model):
     return graph
 
 
-def _nodes_in(graph, layer) -> list:
-    from keras.src.ops.function import make_node_key
-
-    return [
-        node
-        for i, node in enumerate(layer._inbound_nodes)
-        if make_node_key(layer, i) in graph._nodes
-    ]
-
-
 def _single_node(graph, layer):
-    nodes = _nodes_in(graph, layer)
+    nodes = keras_private.nodes_in(graph, layer)
     if len(nodes) != 1:
         raise ValueError(
             f"layer {layer.name!r} is called {len(nodes)} times in the model; "
@@ -139,15 +130,15 @@ def _kernel_and_bias(layer):
 
 def _plan_outgoing(graph, out, mask: np.ndarray, sets, edits: list) -> None:
     """Appends ``(variable, bool mask)`` zero-edits for what ``out`` feeds."""
-    if any(out is t for t in graph._outputs):
+    if any(out is t for t in graph.outputs):
         raise ValueError(
-            f"revived units reach model output {out._keras_history.operation.name!r}"
+            f"revived units reach model output {keras_private.producer(out).name!r}"
             " without a weighted layer in between"
         )
-    for node in list(out._keras_history.operation._outbound_nodes):
+    for node in keras_private.outbound_nodes(out):
         layer = node.operation
         if not any(t is out for t in node.arguments.keras_tensors) or not any(
-            node is n for n in _nodes_in(graph, layer)
+            node is n for n in keras_private.nodes_in(graph, layer)
         ):
             continue  # another output of a shared layer, or outside this model
         if len(node.arguments.keras_tensors) != 1:
@@ -196,24 +187,29 @@ def _plan_outgoing(graph, out, mask: np.ndarray, sets, edits: list) -> None:
             )
 
 
-def _slot_lists(optimizer) -> list:
-    """Per-variable lists of optimizer slots, with an ``is_average`` flag."""
-    keras = _keras()
-    found = []
-    for opt in (optimizer, getattr(optimizer, "inner_optimizer", None)):
-        if opt is None or not getattr(opt, "built", False):
-            continue
-        n = len(opt._trainable_variables)
-        for name, value in vars(opt).items():
-            if name in ("_variables", "_trainable_variables") or not isinstance(
-                value, (list, tuple)
-            ):
-                continue
-            if len(value) == n and all(
-                v is None or isinstance(v, keras.Variable) for v in value
-            ):
-                found.append((opt, value, name == "_model_variables_moving_average"))
-    return found
+def _check_optimizer(optimizer, variables) -> list:
+    """The optimizer's slot lists; ValueError unless it trains ``variables``.
+
+    Resetting the slots of an optimizer that does not hold the layer's
+    weights (a string, another model's optimizer) would leave the real one's
+    moments in place while reporting success.
+    """
+    if optimizer is None:
+        return []
+    if not isinstance(optimizer, _keras().optimizers.Optimizer):
+        raise ValueError(
+            f"optimizer must be a keras.optimizers.Optimizer or None; got {optimizer!r}"
+        )
+    slots = keras_private.optimizer_slots(optimizer)
+    if getattr(optimizer, "built", False) and slots:
+        _, index_of, _ = slots[0]
+        foreign = [v.path for v in variables if v.trainable and index_of(v) is None]
+        if foreign:
+            raise ValueError(
+                f"optimizer does not train {foreign}: pass the optimizer of the "
+                "model being revived (model.optimizer)"
+            )
+    return slots
 
 
 def _fresh_initializer(init):
@@ -250,7 +246,7 @@ def revive(model, layer, units: Iterable[int], optimizer=None) -> list[int]:
     graph = _graph(model)
     if isinstance(layer, str):
         layer = model.get_layer(layer)
-    if not any(layer is op for op in graph._operations):
+    if not any(layer is op for op in graph.operations):
         raise ValueError(f"layer {layer.name!r} is not a top-level layer of the model")
     if not (_is(layer, sets["dense"]) or _is(layer, sets["conv"])):
         raise ValueError(
@@ -293,6 +289,7 @@ def revive(model, layer, units: Iterable[int], optimizer=None) -> list[int]:
         bias_mask[chosen] = True
         edits.append((bias, bias_mask, None))
 
+    slots = _check_optimizer(optimizer, [var for var, _, _ in edits])
     # Everything is validated; compute every new value, then assign.
     assigns = []
     new_values = {}
@@ -301,25 +298,24 @@ def revive(model, layer, units: Iterable[int], optimizer=None) -> list[int]:
         new = np.where(where, 0 if fill is None else fill, old).astype(old.dtype)
         assigns.append((var, new))
         new_values[id(var)] = new
-    if optimizer is not None:
-        slots = _slot_lists(optimizer)
-        for var, where, _ in edits:
-            for opt, lst, is_average in slots:
-                key = opt._var_key(var)
-                if key not in opt._trainable_variables_indices:
-                    continue
-                slot = lst[opt._trainable_variables_indices[key]]
-                if slot is None:
-                    continue
-                if tuple(slot.shape) != tuple(var.shape):
-                    raise ValueError(
-                        f"optimizer slot {slot.path!r} is factored "
-                        f"({tuple(slot.shape)} vs {tuple(var.shape)}); cannot "
-                        "reset single entries"
-                    )
-                old = keras.ops.convert_to_numpy(slot)
-                new = np.where(where, new_values[id(var)] if is_average else 0, old)
-                assigns.append((slot, new.astype(old.dtype)))
+    for var, where, _ in edits:
+        for lst, index_of, name in slots:
+            index = index_of(var)
+            if index is None:
+                continue
+            is_average = name == "_model_variables_moving_average"
+            slot = lst[index]
+            if slot is None:
+                continue
+            if tuple(slot.shape) != tuple(var.shape):
+                raise ValueError(
+                    f"optimizer slot {slot.path!r} is factored "
+                    f"({tuple(slot.shape)} vs {tuple(var.shape)}); cannot "
+                    "reset single entries"
+                )
+            old = keras.ops.convert_to_numpy(slot)
+            new = np.where(where, new_values[id(var)] if is_average else 0, old)
+            assigns.append((slot, new.astype(old.dtype)))
     for var, new in assigns:
         var.assign(new)
     return chosen

@@ -305,3 +305,25 @@ def test_unit_out_of_range_raises_and_changes_nothing():
     with pytest.raises(ValueError, match="out of range"):
         revive(model, model.layers[0], [1, 4])
     assert all(np.array_equal(v, _state(model)[p]) for p, v in before.items())
+
+
+def _mlp():
+    return keras.Sequential(
+        [keras.Input((6,)), L.Dense(8, activation="relu", name="h"), L.Dense(3)]
+    )
+
+
+@pytest.mark.parametrize("wrong", ["adam", "another model's"])
+def test_revive_refuses_an_optimizer_that_does_not_train_the_model(wrong):
+    model, other = _mlp(), _mlp()
+    x, y = _data((6,), outputs=3)
+    optimizer = _trained(model, x, y)
+    other_optimizer = _trained(other, x, y)
+    _kill(model.get_layer("h"), [1])
+    before = _state(model, optimizer)
+    with pytest.raises(ValueError, match="optimizer"):
+        revive(model, "h", [1], "adam" if wrong == "adam" else other_optimizer)
+    # Nothing changed: not the weights, not the real optimizer's slots.
+    after = _state(model, optimizer)
+    for path, value in before.items():
+        np.testing.assert_array_equal(after[path], value)
