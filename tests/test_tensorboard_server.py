@@ -13,6 +13,10 @@ import numpy as np
 import pytest
 
 from tests.support import EventWriter, relu_batch, tensorboard_server
+from tests.test_damage import STEPS as DAMAGE_STEPS
+from tests.test_damage import write_damaged
+from tests.test_restarts import RERUN_DEAD, write_restarts
+from tests.test_restarts import STEPS as RERUN_STEPS
 
 SNAPSHOTS = 300  # above TensorBoard's own 10 / 100 samples per tag
 
@@ -26,6 +30,8 @@ def logdir(tmp_path_factory):
             dead = [0, 5] + ([6] if step >= 200 else [])
             w.snapshot("dense", step * 5, relu_batch(rng, 16, 8, dead))
             w.scalar("batch_loss", step * 5, 1.0 / (step + 1))
+    write_restarts(str(path))
+    write_damaged(str(path))
     return str(path)
 
 
@@ -68,9 +74,24 @@ def test_tensorboard_lists_plugin_and_timeline_keeps_every_snapshot(logdir, load
         assert timeline["dead_now"] == [0, 5, 6]
         assert timeline["died_at"][6] == 1000
         runs = _get(base + "/data/plugin/deadneurons/runs")
-        assert runs["runs"][0]["layers"][0]["snapshots"] == SNAPSHOTS
+        long = next(r for r in runs["runs"] if r["run"] == "long/train")
+        assert long["layers"][0]["snapshots"] == SNAPSHOTS
         loss = _get(base + "/data/plugin/deadneurons/loss?run=long%2Ftrain")
         assert loss["tag"] == "batch_loss" and len(loss["steps"]) == SNAPSHOTS
+        _check_restarts_and_damage(base, runs, load_fast)
+
+
+def _check_restarts_and_damage(base: str, runs: dict, load_fast: bool) -> None:
+    """Both loaders: the re-run alone is shown; damage is named, the rest
+    served (the Python loader stops at a bad record; the Rust one reads on)."""
+    rerun = _get(base + "/data/plugin/deadneurons/timeline?run=rerun&tag=dense")
+    assert rerun["steps"] == RERUN_STEPS and rerun["dead_now"] == RERUN_DEAD
+    warnings = "\n".join(runs["warnings"])
+    assert "run rerun: steps go back" in warnings
+    assert "record data fails its CRC" in warnings and "bad length header" in warnings
+    flipped = _get(base + "/data/plugin/deadneurons/timeline?run=flipped&tag=dense")
+    expected = DAMAGE_STEPS if load_fast else DAMAGE_STEPS[:5]
+    assert flipped["steps"] == expected and flipped["dead_now"] == [4]
 
 
 def test_samples_per_plugin_zero_keeps_every_snapshot(logdir):
