@@ -8,7 +8,8 @@ and snapshots, optionally restricted to a unit range first (the zoom), and
 keeps what matters in each block:
 
 - ``cells``: the block's most telling cell -- the highest state by
-  dead > dormant > active > no data, and among those the least active one.
+  dead > dormant > active > no data, with the activity level of the least
+  active cell in that state, and the grad-dormant bit if any cell has it.
   A block with any dead unit-step shows dead.
 - ``dead``: how many units of the block's row were dead at once, the most
   over the block's snapshots (0 where none).
@@ -20,14 +21,17 @@ row (column), i.e. full resolution. Numpy only.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
 from tb_deadneurons import analysis, checks
 
-_STATE_SHIFT = 6
-_LOW_BITS = (1 << _STATE_SHIFT) - 1
+_STATE_SHIFT = analysis.STATE_SHIFT
+_GRAD_BIT = analysis.GRAD_DORMANT_BIT
+_LEVEL_BITS = _GRAD_BIT - 1  # the activity level sits below the grad flag
 # Display priority of each 2-bit state (index = state); higher wins a block.
 _PRIORITY = np.zeros(4, np.uint16)
 _PRIORITY[
@@ -39,6 +43,17 @@ _PRIORITY[
     ]
 ] = [0, 1, 2, 3]
 _STATE_OF_PRIORITY = np.argsort(_PRIORITY).astype(np.uint8)
+# Dead counts go on the wire in the smallest of these that holds them.
+_COUNT_TYPES = (np.uint8, np.uint16, np.uint32)
+
+
+class View(NamedTuple):
+    """What a request asks to see: ``aggregate``'s window arguments."""
+
+    rows: int | None = None
+    cols: int | None = None
+    unit_start: int | None = None
+    unit_stop: int | None = None
 
 
 @dataclasses.dataclass
@@ -123,10 +138,12 @@ def aggregate(
         )  # fmt: skip
     state = window >> _STATE_SHIFT
     # Higher key = more telling: state priority first, then lower activity.
-    key = _PRIORITY[state] << _STATE_SHIFT | (_LOW_BITS - (window & _LOW_BITS))
+    key = _PRIORITY[state] << _STATE_SHIFT | (_LEVEL_BITS - (window & _LEVEL_BITS))
     key = _reduce(np.maximum, _reduce(np.maximum, key, row_bounds, 0), col_bounds, 1)
+    flag = _reduce(np.bitwise_or, window & _GRAD_BIT, row_bounds, 0)
     cells = _STATE_OF_PRIORITY[key >> _STATE_SHIFT] << _STATE_SHIFT
-    cells |= (_LOW_BITS - (key & _LOW_BITS)).astype(np.uint8)
+    cells |= _reduce(np.bitwise_or, flag, col_bounds, 1)
+    cells |= (_LEVEL_BITS - (key & _LEVEL_BITS)).astype(np.uint8)
     dead = (state == analysis.STATE_DEAD).astype(np.uint32)
     dead = _reduce(np.maximum, _reduce(np.add, dead, row_bounds, 0), col_bounds, 1)
     return Overview(cells, dead, row_bounds + start, col_bounds)
@@ -137,3 +154,43 @@ def _reduce(ufunc, values: np.ndarray, cuts: np.ndarray, axis: int) -> np.ndarra
     if len(cuts) - 1 == values.shape[axis]:
         return values
     return ufunc.reduceat(values, cuts[:-1], axis=axis)
+
+
+def _b64(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
+
+
+def matrix_json(matrix: np.ndarray, cell: str, view: View | None = None) -> dict:
+    """The ``matrix`` object of ``./timeline`` (docs/routes.md) for ``view``.
+
+    ``dead`` holds the per-block dead counts as base64 little-endian
+    integers of the smallest unsigned type that fits, or None when every
+    row is one unit (the cell's state already says it).
+
+    Raises:
+      ValueError: a bad ``view`` (see ``aggregate``).
+    """
+    agg = aggregate(matrix, *(view or View()))
+    one_unit_rows = bool((np.diff(agg.row_bounds) == 1).all())
+    dead = None
+    if not one_unit_rows:
+        top = int(agg.dead.max(initial=0))
+        dtype = next(
+            t for t in (np.uint8, np.uint16, np.uint32) if top <= np.iinfo(t).max
+        )
+        dead = {
+            "encoding": "base64",
+            "dtype": np.dtype(dtype).name,
+            "byte_order": "little",
+            "data": _b64(agg.dead.astype(np.dtype(dtype).newbyteorder("<"))),
+        }
+    return {
+        "encoding": "base64",
+        "shape": list(agg.cells.shape),
+        "order": "unit-major",
+        "cell": cell,
+        "data": _b64(agg.cells),
+        "unit_bounds": agg.row_bounds.tolist(),
+        "step_bounds": agg.col_bounds.tolist(),
+        "dead": dead,
+    }

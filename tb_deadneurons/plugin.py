@@ -32,7 +32,7 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from tb_deadneurons import analysis, reader, records, routes
+from tb_deadneurons import analysis, overview, reader, records, routes
 from tb_deadneurons.metadata import PLUGIN_NAME
 
 DEFAULT_SAMPLES = 800
@@ -113,6 +113,19 @@ def _float(request, name: str, default: float) -> float:
     return number
 
 
+def _index(request, name: str) -> int | None:
+    """An optional integer >= 0 parameter (ASCII digits only)."""
+    value = _param(request, name, required=False)
+    if value is not None and not value.isdigit():
+        raise errors.InvalidArgumentError(f"{name} must be an integer >= 0: {value!r}")
+    return None if value is None else int(value)
+
+
+def view_from(request) -> overview.View:
+    """``overview.View`` from ``rows``, ``cols``, ``unit_start``, ``unit_stop``."""
+    return overview.View(*(_index(request, name) for name in overview.View._fields))
+
+
 def query_from(request) -> routes.Query:
     """``routes.Query`` from ``tau``, ``definition``, ``constant_std``."""
     definition = _param(request, "definition", required=False) or "dead"
@@ -182,7 +195,8 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
         run, tag = _param(request, "run"), _param(request, "tag")
         query = query_from(request)
         rd = self._reader(request)
-        body = routes.timeline_impl(rd, run, tag, query, self._loss_samples)
+        view = view_from(request)
+        body = routes.timeline_impl(rd, run, tag, query, self._loss_samples, view)
         data, body["matrix"]["data"] = body["matrix"]["data"], _RAW
         return _json(request, body, raw=data)
 

@@ -9,7 +9,6 @@ raises ``InvalidArgumentError``.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import math
 import threading
@@ -18,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from tensorboard import errors
 
-from tb_deadneurons import analysis, reader
+from tb_deadneurons import analysis, overview, reader
 
 RUNS_CACHE_SIZE = 4096
 CELL = (
@@ -142,21 +141,24 @@ def layer_mean_abs(stats) -> list:
 
 
 def timeline_impl(
-    rd: reader.Reader, run: str, tag: str, query: Query, loss_samples: int
+    rd: reader.Reader,
+    run: str,
+    tag: str,
+    query: Query,
+    loss_samples: int,
+    view: overview.View | None = None,
 ) -> dict:
-    """The ``./timeline`` body; ``matrix.data`` is the base64 cell matrix."""
+    """The ``./timeline`` body; ``matrix.data`` is the base64 cell matrix,
+    aggregated to ``view`` (``overview.matrix_json``; a bad view -> 400)."""
     series, stats, result, warnings = classified(rd, run, tag, query)
-    matrix = result.matrix()
+    try:
+        matrix = overview.matrix_json(result.matrix(), CELL, view)
+    except ValueError as e:
+        raise errors.InvalidArgumentError(str(e)) from None
     score_now = result.score[-1] if len(result.steps) else [math.nan] * result.units
     return {
         # First key: plugin splices the base64 data in by position.
-        "matrix": {
-            "encoding": "base64",
-            "shape": list(matrix.shape),
-            "order": "unit-major",
-            "cell": CELL,
-            "data": base64.b64encode(matrix.tobytes()).decode("ascii"),
-        },
+        "matrix": matrix,
         "run": run,
         "tag": tag,
         "units": result.units,

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+
 import numpy as np
 import pytest
+from werkzeug.test import Client
 
 from tb_deadneurons import analysis, codec, metadata, overview, summary
+from tests.support import EventWriter
+from tests.test_plugin_routes import make_app
 
 ACTIVE, DORMANT, DEAD, NO_DATA = (
     analysis.STATE_ACTIVE,
@@ -15,8 +22,13 @@ ACTIVE, DORMANT, DEAD, NO_DATA = (
 )
 
 
-def cell(state: int, level: int = 0) -> int:
-    return state << 6 | level
+LEVEL = analysis.GRAD_DORMANT_BIT - 1
+
+
+def cell(state: int, level: int = 0, grad_dormant: bool = False) -> int:
+    assert 0 <= level <= analysis.ACTIVITY_LEVELS
+    flag = analysis.GRAD_DORMANT_BIT if grad_dormant else 0
+    return state << analysis.STATE_SHIFT | flag | level
 
 
 def active_matrix(units: int, steps: int, level: int = 20) -> np.ndarray:
@@ -96,17 +108,26 @@ def test_block_shows_dead_over_dormant_over_active_over_no_data():
         [  # one step per line, units across
             [cell(NO_DATA), cell(ACTIVE, 9), cell(ACTIVE, 12), cell(NO_DATA)],
             [cell(ACTIVE, 30), cell(NO_DATA), cell(DORMANT, 5), cell(DORMANT, 7)],
-            [cell(ACTIVE, 40), cell(DORMANT, 4), cell(ACTIVE, 50), cell(DEAD)],
-            [cell(ACTIVE, 40), cell(ACTIVE, 4), cell(ACTIVE, 50), cell(ACTIVE, 33)],
+            [cell(ACTIVE, 25), cell(DORMANT, 4), cell(ACTIVE, 28), cell(DEAD)],
+            [cell(ACTIVE, 25), cell(ACTIVE, 4), cell(ACTIVE, 31), cell(ACTIVE, 22)],
         ],
         np.uint8,
     ).T
     view = overview.aggregate(matrix, rows=1)
     assert (view.cells[0] >> 6).tolist() == [ACTIVE, DORMANT, DEAD, ACTIVE]
     # Among equal states the least active cell stands for the block.
-    assert (view.cells[0] & 63).tolist() == [9, 5, 0, 4]
+    assert (view.cells[0] & LEVEL).tolist() == [9, 5, 0, 4]
     only_no_data = overview.aggregate(np.full((3, 1), cell(NO_DATA), np.uint8), rows=1)
     assert only_no_data.cells.tolist() == [[cell(NO_DATA)]]
+
+
+def test_grad_dormant_flag_of_any_cell_marks_its_block():
+    matrix = active_matrix(6, 4)
+    matrix[4, 3] = cell(ACTIVE, 20, grad_dormant=True)
+    view = overview.aggregate(matrix, rows=2, cols=2)
+    flagged = (view.cells & analysis.GRAD_DORMANT_BIT) > 0
+    assert np.argwhere(flagged).tolist() == [[1, 1]]
+    assert ((view.cells >> 6) == ACTIVE).all() and (view.cells & LEVEL == 20).all()
 
 
 def test_layer_without_snapshots_gives_empty_columns():
@@ -133,3 +154,98 @@ def test_layer_without_snapshots_gives_empty_columns():
 def test_bad_window_raises_value_error_naming_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=name):
         overview.aggregate(active_matrix(64, 5), **kwargs)
+
+
+# --- ./timeline with rows / cols / unit_start / unit_stop --------------------
+
+WIDE_UNITS = 2048
+WIDE_DEAD = [5, 6, 700, 1500, 1501, 1502, 2047]
+WIDE_STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def wide_client(tmp_path_factory):
+    logdir = str(tmp_path_factory.mktemp("wide"))
+    rng = np.random.default_rng(11)
+    with EventWriter(os.path.join(logdir, "wide")) as w:
+        for step in range(WIDE_STEPS):
+            pre = rng.normal(0.5, 1.0, (32, WIDE_UNITS)).astype(np.float32)
+            pre[:, WIDE_DEAD] -= 1e4  # planted: these units never fire
+            w.snapshot("ffn", step * 10, np.maximum(pre, 0))
+    return Client(make_app(logdir))
+
+
+def timeline(client, query: str = "", status: int = 200) -> dict:
+    response = client.get(f"/data/plugin/deadneurons/timeline?run=wide&tag=ffn{query}")
+    assert response.status_code == status, response.get_data(as_text=True)
+    return json.loads(response.get_data())
+
+
+def decode(matrix: dict) -> np.ndarray:
+    cells = np.frombuffer(base64.b64decode(matrix["data"]), np.uint8)
+    return cells.reshape(matrix["shape"])
+
+
+def decode_dead(matrix: dict) -> np.ndarray:
+    dead = matrix["dead"]
+    dtype = np.dtype(dead["dtype"]).newbyteorder("<")
+    return np.frombuffer(base64.b64decode(dead["data"]), dtype).reshape(matrix["shape"])
+
+
+def test_timeline_rows_show_every_planted_dead_unit_with_how_many(wide_client):
+    full = timeline(wide_client)
+    body = timeline(wide_client, "&rows=100")
+    matrix = body["matrix"]
+    assert matrix["shape"] == [100, WIDE_STEPS]
+    bounds = np.asarray(matrix["unit_bounds"])
+    assert bounds[0] == 0 and bounds[-1] == WIDE_UNITS and len(bounds) == 101
+    rows = np.searchsorted(bounds, WIDE_DEAD, side="right") - 1
+    dead_rows = np.flatnonzero(((decode(matrix) >> 6) == DEAD).any(axis=1))
+    assert dead_rows.tolist() == sorted(set(rows.tolist()))
+    counts = decode_dead(matrix)
+    assert (counts == np.bincount(rows, minlength=100)[:, None]).all()
+    # The per-unit answers stay whole; only the matrix is aggregated.
+    assert body["dead_now"] == full["dead_now"] == WIDE_DEAD
+    assert len(body["died_at"]) == WIDE_UNITS
+    assert len(matrix["data"]) * 20 < len(full["matrix"]["data"])
+
+
+def test_timeline_zoom_is_full_resolution_for_the_unit_range(wide_client):
+    full = decode(timeline(wide_client)["matrix"])
+    matrix = timeline(wide_client, "&unit_start=1400&unit_stop=1600&rows=512")["matrix"]
+    assert matrix["shape"] == [200, WIDE_STEPS]
+    assert matrix["unit_bounds"] == list(range(1400, 1601))
+    assert matrix["dead"] is None  # one unit per row: the cell says it
+    assert (decode(matrix) == full[1400:1600]).all()
+    assert np.flatnonzero((decode(matrix)[:, -1] >> 6) == DEAD).tolist() == [
+        100,
+        101,
+        102,
+    ]
+
+
+def test_timeline_cols_keep_a_dead_unit_visible(wide_client):
+    matrix = timeline(wide_client, "&rows=8&cols=2")["matrix"]
+    assert matrix["shape"] == [8, 2] and matrix["step_bounds"] == [0, 3, 6]
+    assert (decode_dead(matrix)[[0, 2, 5, 7]] > 0).all()
+
+
+@pytest.mark.parametrize(
+    "query, name",
+    [
+        ("&rows=0", "rows"),
+        ("&rows=ten", "rows"),
+        ("&cols=-1", "cols"),
+        ("&rows=\u0663", "rows"),  # a digit, but not ASCII
+        ("&unit_start=2048", "unit_start"),
+        ("&unit_start=9&unit_stop=9", "unit_start"),
+        ("&unit_stop=2049", "unit_stop"),
+        ("&unit_stop=" + "9" * 30, "unit_stop"),  # beyond int64
+    ],
+)
+def test_timeline_bad_view_is_a_400_naming_the_parameter(wide_client, query, name):
+    response = wide_client.get(
+        f"/data/plugin/deadneurons/timeline?run=wide&tag=ffn{query}"
+    )
+    assert response.status_code == 400
+    assert name in response.get_data(as_text=True)
