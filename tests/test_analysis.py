@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tb_deadneurons import analysis, codec, metadata, summary
+from tb_deadneurons import analysis, codec, metadata, reader, summary
 
 
 def _stats(af, mean_abs=None, std=None, count=None):
@@ -258,3 +258,22 @@ def test_layer_mean_abs_weights_units_by_count_and_skips_units_without_data():
     assert np.isnan(got[2])
     unweighted = {"mean_abs": mean_abs[:1]}
     assert analysis.layer_mean_abs(unweighted).tolist() == [pytest.approx(104 / 3)]
+
+
+def test_hints_read_the_loss_by_name_and_only_on_the_batch_step_axis():
+    steps = np.arange(10) * 100
+    af = np.ones((10, 20))
+    af[5:, :8] = 0.0  # 8 of 20 units die between steps 400 and 500
+    result = analysis.classify(_stats(af), steps)
+    loss_steps = list(range(0, 1000, 50))
+    values = [5.0 if s == 450 else 1.0 for s in loss_steps]
+    batch = reader.LossSeries(
+        "deadneurons/loss", "batch", "scalars", loss_steps, values
+    )
+    spiked = analysis.hints(result, "relu", batch)
+    assert [h["pattern"] for h in spiked] == ["learning_rate"]
+    assert "450" in spiked[0]["evidence"]
+    epoch = batch._replace(step_unit="epoch")
+    unrelated = analysis.hints(result, "relu", epoch)
+    assert [h["pattern"] for h in unrelated] == ["burst"]
+    assert "no loss logged" in unrelated[0]["evidence"]

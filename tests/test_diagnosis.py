@@ -167,8 +167,55 @@ def test_constant_relu_units_are_not_called_saturated():
             "loss_steps": [0, 1],
             "loss_values": [1.0],
         },
+        {
+            "steps": STEPS,
+            "dead": np.zeros((UNITS, T), dtype=bool),
+            "grad_dormant": np.zeros((UNITS, T + 1), dtype=bool),
+        },
+        {
+            "steps": STEPS,
+            "dead": np.zeros((UNITS, T), dtype=bool),
+            "grad_dormant": np.zeros((UNITS, T), dtype=bool),
+            "next_layer_dead_share": 1.5,
+        },
+        {
+            "steps": STEPS,
+            "dead": np.zeros((UNITS, T), dtype=bool),
+            "grad_dormant": np.zeros((UNITS, T), dtype=bool),
+            "next_layer_dead_share": float("nan"),
+        },
     ],
 )
 def test_mismatched_inputs_raise_value_error(kwargs):
     with pytest.raises(ValueError):
         diagnose(**kwargs)
+
+
+def test_gradient_starved_names_active_units_without_gradient_since_when():
+    dead, starved = _alive(), _alive()
+    starved[[3, 7], 12:] = True
+    starved[9, 5:8] = True  # starved for a while, fed again: not now
+    hints = diagnose(STEPS, dead, grad_dormant=starved, tau=0.1)
+    (hint,) = hints
+    assert hint["pattern"] == "gradient_starved"
+    assert hint["units"] == [3, 7] and hint["steps"] == [1200, 1900]
+    assert (
+        "2 of 32 units are active but receive a mean |dL/da| of at most 0.1"
+        in (hint["evidence"])
+    )
+    assert "since step 1200" in hint["evidence"]
+
+
+def test_dead_units_without_gradient_are_not_called_gradient_starved():
+    dead = _alive()
+    dead[4, :] = True
+    assert diagnose(STEPS, dead, grad_dormant=dead.copy(), activation="relu") == []
+    assert diagnose(STEPS, _alive(), grad_dormant=_alive()) == []
+
+
+def test_gradient_starved_tanh_layer_names_saturation_as_a_cause():
+    starved = _alive()
+    starved[0, -1] = True
+    (hint,) = diagnose(STEPS, _alive(), grad_dormant=starved, activation="tanh")
+    assert "a saturated tanh passes almost no gradient" in hint["evidence"]
+    assert "no gradient at the last snapshot" in hint["evidence"]
