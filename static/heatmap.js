@@ -2,9 +2,24 @@
 // Cells are written into an ImageData at one pixel per cell through a
 // 256-entry palette (one lookup per cell), then scaled onto the visible
 // canvas without smoothing: 4096 x 500 cells take a few milliseconds.
+// Rows follow an order of units (matrix.js unitOrder); `paint` is the one
+// place that maps rows to units.
 
-import { h, formatNumber, formatPercent } from "./dom.js";
-import { ACTIVE, DEAD, DORMANT, NO_DATA, STATE_NAMES, cellShare, cellState, unitOrder } from "./matrix.js";
+import { h } from "./dom.js";
+import { formatNumber, formatPercent } from "./format.js";
+import {
+  ACTIVE,
+  DEAD,
+  DORMANT,
+  NO_DATA,
+  STATE_NAMES,
+  cellGradDormant,
+  cellShare,
+  cellState,
+  unitOrder,
+} from "./matrix.js";
+import { memo } from "./memo.js";
+import { statSeries } from "./stats.js";
 
 function lerp(a, b, t) {
   return a + (b - a) * t;
@@ -19,7 +34,8 @@ function ramp(stops, t) {
 
 // Active cells: dark navy (never active) to pale mint (always active);
 // dormant cells: brown to amber; dead cells: one saturated red that no ramp
-// reaches; no data: translucent grey.
+// reaches; no data: translucent grey. A gradient-negligible cell that is not
+// dead is drawn half way to violet, so both states stay readable.
 const ACTIVE_RAMP = [
   [22, 34, 66],
   [31, 84, 140],
@@ -32,34 +48,40 @@ const DORMANT_RAMP = [
   [255, 184, 28],
 ];
 export const DEAD_RGB = [235, 28, 52];
+const NO_DATA_RGBA = [128, 128, 128, 70];
+const GRAD_RGB = [190, 70, 255];
 
-function rgba([r, g, b], a = 255) {
+function rgba([r, g, b, a = 255]) {
   // ImageData bytes are RGBA; on little-endian machines that is ABGR as uint32.
   return ((a << 24) | (b << 16) | (g << 8) | r) >>> 0;
 }
 
-export const PALETTE = (() => {
-  const table = new Uint32Array(256);
-  for (let byte = 0; byte < 256; byte++) {
-    const state = cellState(byte);
-    const share = cellShare(byte);
-    if (state === ACTIVE) table[byte] = rgba(ramp(ACTIVE_RAMP, share));
-    else if (state === DORMANT) table[byte] = rgba(ramp(DORMANT_RAMP, share));
-    else if (state === DEAD) table[byte] = rgba(DEAD_RGB);
-    else table[byte] = rgba([128, 128, 128], 70);
-  }
-  return table;
-})();
+function stateColor(byte) {
+  const state = cellState(byte);
+  if (state === ACTIVE) return ramp(ACTIVE_RAMP, cellShare(byte));
+  if (state === DORMANT) return ramp(DORMANT_RAMP, cellShare(byte));
+  if (state === DEAD) return DEAD_RGB;
+  return NO_DATA_RGBA;
+}
+
+function cellColor(byte) {
+  const rgb = stateColor(byte);
+  const mixed = cellGradDormant(byte) && cellState(byte) !== DEAD && cellState(byte) !== NO_DATA;
+  return mixed ? ramp([rgb, GRAD_RGB], 0.6) : rgb;
+}
+
+/** uint32 RGBA of each cell byte. */
+export const PALETTE = Uint32Array.from({ length: 256 }, (_, byte) => rgba(cellColor(byte)));
 
 export function cssColor(rgb) {
   return `rgb(${rgb.join(",")})`;
 }
+
 export const LEGEND = {
-  activeLow: cssColor(ACTIVE_RAMP[0]),
-  activeHigh: cssColor(ACTIVE_RAMP[ACTIVE_RAMP.length - 1]),
   activeRamp: ACTIVE_RAMP.map(cssColor),
   dormant: cssColor(DORMANT_RAMP[1]),
   dead: cssColor(DEAD_RGB),
+  gradDormant: cssColor(ramp([ACTIVE_RAMP[3], GRAD_RGB], 0.6)),
 };
 
 /**
@@ -88,22 +110,36 @@ export function rowHeight(units) {
   return 1;
 }
 
+function outlineRow(ctx, y, width, height, dpr) {
+  ctx.lineWidth = Math.max(1, dpr);
+  ctx.strokeStyle = "#ffffff";
+  ctx.strokeRect(0.5, y + 0.5, width - 1, Math.max(height - 1, 1));
+  ctx.strokeStyle = "#000000";
+  ctx.setLineDash([3 * dpr, 3 * dpr]);
+  ctx.strokeRect(0.5, y + 0.5, width - 1, Math.max(height - 1, 1));
+}
+
 /**
- * One layer's heat map view. `onHover(info|null, event)` and
- * `onPick(unit)` report what the pointer is over.
+ * One layer's heat map view. `onHover(cell|null, event)` and `onPick(unit)`
+ * report what the pointer is over (cell: see `cellAt`).
  */
 export class HeatMap {
   constructor({ onHover, onPick }) {
     this.cells = document.createElement("canvas");
     this.canvas = h("canvas", { className: "heatmap-canvas", dataset: { testid: "heatmap" } });
-    this.scroller = h("div", { className: "heatmap-scroll" }, this.canvas);
-    this.root = this.scroller;
+    this.root = h("div", { className: "heatmap-scroll" }, this.canvas);
     this.timeline = null;
     this.matrix = null;
     this.order = null;
-    this.orderName = null;
     this.selectedUnit = null;
-    this.lastDraw = null;
+    this.paint = memo((timeline, matrix, orderName) => {
+      const order = unitOrder(timeline, orderName);
+      this.order = order;
+      this.rowOf = new Uint32Array(matrix.units);
+      for (let r = 0; r < order.length; r++) this.rowOf[order[r]] = r;
+      paintCells(this.cells, matrix, order);
+    });
+    this.blit = memo((width, dpr, order, unit) => this.scaleOnto(width, dpr, unit));
     this.canvas.addEventListener("mousemove", (e) => onHover(this.cellAt(e), e));
     this.canvas.addEventListener("mouseleave", (e) => onHover(null, e));
     this.canvas.addEventListener("click", (e) => {
@@ -112,35 +148,26 @@ export class HeatMap {
     });
   }
 
-  /** Sets the data; repaints the cell image only when it changed. */
+  /** Sets the data: a ./timeline response, its decoded matrix and the row order's name. */
   setData(timeline, matrix, orderName) {
-    if (timeline === this.timeline && orderName === this.orderName) return false;
     this.timeline = timeline;
     this.matrix = matrix;
-    this.orderName = orderName;
-    this.order = unitOrder(timeline, orderName);
-    this.rowOf = new Uint32Array(matrix.units);
-    for (let r = 0; r < this.order.length; r++) this.rowOf[this.order[r]] = r;
-    paintCells(this.cells, matrix, this.order);
-    this.lastDraw = null;
-    return true;
+    return this.paint(timeline, matrix, orderName);
   }
 
   setSelectedUnit(unit) {
-    if (unit === this.selectedUnit) return;
     this.selectedUnit = unit;
-    this.lastDraw = null;
   }
 
-  /** Scales the cell image onto the visible canvas at the current width. */
+  /** Scales the cell image onto the visible canvas at `width` CSS pixels; false when unchanged. */
   draw(width) {
     if (!this.matrix || width <= 0) return false;
-    const dpr = window.devicePixelRatio || 1;
+    return this.blit(width, window.devicePixelRatio || 1, this.order, this.selectedUnit);
+  }
+
+  scaleOnto(width, dpr, unit) {
     const rowH = rowHeight(this.matrix.units);
     const cssHeight = this.matrix.units * rowH;
-    const key = `${width}|${dpr}`;
-    if (this.lastDraw === key) return false;
-    this.lastDraw = key;
     this.canvas.style.width = `${width}px`;
     this.canvas.style.height = `${cssHeight}px`;
     this.canvas.width = Math.round(width * dpr);
@@ -148,19 +175,12 @@ export class HeatMap {
     const ctx = this.canvas.getContext("2d");
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(this.cells, 0, 0, this.canvas.width, this.canvas.height);
-    if (this.selectedUnit !== null && this.selectedUnit < this.matrix.units) {
-      const y = this.rowOf[this.selectedUnit] * rowH * dpr;
-      ctx.lineWidth = Math.max(1, dpr);
-      ctx.strokeStyle = "#ffffff";
-      ctx.strokeRect(0.5, y + 0.5, this.canvas.width - 1, Math.max(rowH * dpr - 1, 1));
-      ctx.strokeStyle = "#000000";
-      ctx.setLineDash([3 * dpr, 3 * dpr]);
-      ctx.strokeRect(0.5, y + 0.5, this.canvas.width - 1, Math.max(rowH * dpr - 1, 1));
+    if (unit !== null && unit < this.matrix.units) {
+      outlineRow(ctx, this.rowOf[unit] * rowH * dpr, this.canvas.width, rowH * dpr, dpr);
     }
-    return true;
   }
 
-  /** The cell under a pointer event: unit, snapshot index, step, state, share. */
+  /** The cell under a pointer event: {unit, index, step, state, share, gradDormant} or null. */
   cellAt(event) {
     if (!this.matrix) return null;
     const rect = this.canvas.getBoundingClientRect();
@@ -172,50 +192,38 @@ export class HeatMap {
     const row = Math.min(units - 1, Math.floor((y / rect.height) * units));
     const unit = this.order[row];
     const byte = bytes[unit * steps + t];
+    const state = cellState(byte);
     return {
       unit,
       index: t,
       step: this.timeline.steps[t],
-      state: STATE_NAMES[cellState(byte)],
-      share: cellState(byte) === NO_DATA ? null : cellShare(byte),
+      state: STATE_NAMES[state],
+      share: state === NO_DATA ? null : cellShare(byte),
+      gradDormant: cellGradDormant(byte),
     };
   }
 }
 
-/** Tooltip lines for a hovered cell (statistics from ./unit when known). */
+/** Tooltip lines for a hovered cell (statistics from a ./unit response when known). */
 export function tooltipLines(run, tag, cell, timeline, unitData) {
+  const share = cell.share === null ? "" : ` · active share ≈ ${formatPercent(cell.share)}`;
+  const diedAt = timeline.died_at ? timeline.died_at[cell.unit] : null;
+  const revived = timeline.revived && timeline.revived[cell.unit] ? " · revived" : "";
+  const dying =
+    timeline.dying && timeline.dying[cell.unit] ? " · dying (active share falling)" : "";
+  const grad = cell.gradDormant ? " · gradient-negligible" : "";
   const lines = [
     `unit ${cell.unit} · step ${cell.step}`,
     `${run} · ${tag}`,
-    `state: ${cell.state}${cell.share === null ? "" : ` · active share ≈ ${formatPercent(cell.share)}`}`,
+    `state: ${cell.state}${share}${grad}`,
+    `died at: ${diedAt ?? "never"}${revived}${dying}`,
   ];
-  const diedAt = timeline.died_at ? timeline.died_at[cell.unit] : null;
-  const revived = timeline.revived ? timeline.revived[cell.unit] : false;
-  const dying = timeline.dying ? timeline.dying[cell.unit] : false;
-  lines.push(
-    `died at: ${diedAt === null || diedAt === undefined ? "never" : diedAt}` +
-      `${revived ? " · revived" : ""}${dying ? " · dying (active share falling)" : ""}`,
-  );
-  if (unitData) {
-    const i = unitData.steps.indexOf(cell.step);
-    if (i >= 0) {
-      const st = unitData.stats || {};
-      const parts = [];
-      for (const [name, label] of [
-        ["active_fraction", "active"],
-        ["mean_abs", "mean|a|"],
-        ["std", "std"],
-        ["max_abs", "max|a|"],
-        ["grad_mean_abs", "mean|grad|"],
-      ]) {
-        if (Array.isArray(st[name])) parts.push(`${label} ${formatNumber(st[name][i])}`);
-      }
-      if (Array.isArray(unitData.dormant_score)) parts.push(`score ${formatNumber(unitData.dormant_score[i])}`);
-      lines.push(parts.join(" · "));
-    }
-  } else {
-    lines.push("statistics: loading…");
-  }
-  return lines;
+  if (!unitData) return [...lines, "statistics: loading…"];
+  const i = unitData.steps.indexOf(cell.step);
+  if (i < 0) return lines;
+  const series = statSeries(unitData.stats, unitData.dormant_score);
+  return [
+    ...lines,
+    series.map(([label, values]) => `${label} ${formatNumber(values[i])}`).join(" · "),
+  ];
 }
-

@@ -1,19 +1,27 @@
-// Decoding the timeline's units x snapshots matrix (docs/routes.md):
-// one byte per cell, bits 7-6 the state (0 active, 1 dormant, 2 dead,
-// 3 no data), bits 5-0 round(active_fraction * 63), at least 1 when nonzero.
+// Decoding the timeline's units x snapshots matrix (docs/routes.md): one
+// byte per cell, bits 7-6 the state (0 active, 1 dormant, 2 dead, 3 no data),
+// bit 5 gradient-negligible (never set without the gradient row), bits 4-0
+// round(active_fraction * 31), at least 1 when nonzero. Pure.
 
 export const ACTIVE = 0;
 export const DORMANT = 1;
 export const DEAD = 2;
 export const NO_DATA = 3;
 export const STATE_NAMES = ["active", "dormant", "dead", "no data"];
+const GRAD_BIT = 32;
+const SHARE_MAX = 31;
 
 export function cellState(byte) {
   return byte >> 6;
 }
 
+/** Whether the cell's gradient is negligible (analysis' grad_dormant). */
+export function cellGradDormant(byte) {
+  return (byte & GRAD_BIT) !== 0;
+}
+
 export function cellShare(byte) {
-  return (byte & 63) / 63;
+  return (byte & SHARE_MAX) / SHARE_MAX;
 }
 
 function base64ToBytes(text) {
@@ -30,14 +38,14 @@ function base64ToBytes(text) {
  */
 export function decodeMatrix(timeline) {
   const m = timeline.matrix;
+  const show = JSON.stringify;
   if (!m || typeof m !== "object") throw new Error("timeline has no matrix");
-  if (m.encoding !== "base64") throw new Error(`unknown matrix encoding ${JSON.stringify(m.encoding)}`);
-  if (m.order && m.order !== "unit-major") throw new Error(`unknown matrix order ${JSON.stringify(m.order)}`);
+  if (m.encoding !== "base64") throw new Error(`unknown matrix encoding ${show(m.encoding)}`);
+  if (m.order && m.order !== "unit-major") throw new Error(`unknown matrix order ${show(m.order)}`);
   const [units, steps] = m.shape || [];
   if (units !== timeline.units || steps !== timeline.steps.length) {
-    throw new Error(
-      `matrix shape ${JSON.stringify(m.shape)} does not match ${timeline.units} units x ${timeline.steps.length} steps`,
-    );
+    const want = `${timeline.units} units x ${timeline.steps.length} steps`;
+    throw new Error(`matrix shape ${show(m.shape)} does not match ${want}`);
   }
   const bytes = base64ToBytes(m.data || "");
   if (bytes.length !== units * steps) {
@@ -56,6 +64,6 @@ export function unitOrder(timeline, order) {
   for (let i = 0; i < n; i++) rows[i] = i;
   if (order !== "died") return rows;
   const diedAt = timeline.died_at || [];
-  const key = (u) => (diedAt[u] === null || diedAt[u] === undefined ? Infinity : diedAt[u]);
+  const key = (u) => diedAt[u] ?? Infinity;
   return rows.sort((a, b) => key(a) - key(b) || a - b);
 }

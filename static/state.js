@@ -1,5 +1,6 @@
-// The one place the dashboard's state lives. Views read it and draw; only
-// app.js changes it, through `update`.
+// The one place the dashboard's state lives. State is never mutated: every
+// change is a new object passed through `update`, so views compare their
+// inputs by identity (memo.js). Keys and pure state transitions live here.
 
 export function createStore(initial) {
   let state = initial;
@@ -34,10 +35,13 @@ export function initialState() {
     tau: 0.1,
     order: "died", // heat map rows: "died" (by died-at step) or "index"
     live: true,
-    timelines: new Map(), // layer key -> {status, params, data, matrix, error}
-    losses: new Map(), // run -> {status, data, error}
-    selectedUnits: new Map(), // layer key -> unit index
-    units: new Map(), // unit key -> {status, data, error}
+    showMeanAbs: false, // the layers' mean |a| on the timeline chart
+    theme: "light",
+    // Responses, each {status: "loading"|"ok"|"error", params, data, error}:
+    timelines: {}, // layer key -> ./timeline (data.cells: the decoded matrix)
+    losses: {}, // run -> ./loss
+    units: {}, // unit key -> ./unit
+    selectedUnits: {}, // layer key -> unit index
   };
 }
 
@@ -57,4 +61,14 @@ export function unitKey(run, tag, unit, params) {
 /** The query parameters that decide a timeline's content. */
 export function thresholdKey(state) {
   return `${state.definition}|${state.tau}`;
+}
+
+/** A patch that sets `state[slot][key]` to `value` (undefined: removes it). */
+export function setIn(slot, key, value) {
+  return (state) => {
+    const next = { ...state[slot] };
+    if (value === undefined) delete next[key];
+    else next[key] = value;
+    return { [slot]: next };
+  };
 }

@@ -1,50 +1,19 @@
 // The dead-unit table of one layer and its CSV / JSON export (Blob download).
+// Rows and file contents come from deadunits.js.
 
-import { formatNumber, h, replace } from "./dom.js";
+import { DEFINITION_WORDS, definitionOf, deadRows, fileStem, toCsv, toJson } from "./deadunits.js";
+import { h, replace } from "./dom.js";
+import { formatNumber } from "./format.js";
+import { memo } from "./memo.js";
 
 const MAX_ROWS = 400;
-
-/** Rows of the table: units dead now under the timeline's definition. */
-export function deadRows(timeline) {
-  const definition = (timeline.thresholds && timeline.thresholds.definition) || "dead";
-  const now = definition === "dormant" ? timeline.dormant_now : timeline.dead_now;
-  const diedAt = timeline.died_at || [];
-  const revived = timeline.revived || [];
-  const score = timeline.dormant_score_now || [];
-  return (now || [])
-    .map((unit) => ({
-      unit,
-      died_at: diedAt[unit] ?? null,
-      revived: Boolean(revived[unit]),
-      dormant_score_now: score[unit] ?? null,
-    }))
-    .sort((a, b) => (a.died_at ?? Infinity) - (b.died_at ?? Infinity) || a.unit - b.unit);
-}
-
-function csvField(value) {
-  const text = value === null || value === undefined ? "" : String(value);
-  return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
-}
-
-export function toCsv(run, tag, timeline, rows) {
-  const t = timeline.thresholds || {};
-  const header = ["run", "tag", "unit", "died_at", "revived", "dormant_score_now", "definition", "tau"];
-  const lines = [header.join(",")];
-  for (const r of rows) {
-    lines.push(
-      [run, tag, r.unit, r.died_at, r.revived, r.dormant_score_now, t.definition, t.tau].map(csvField).join(","),
-    );
-  }
-  return `${lines.join("\n")}\n`;
-}
-
-export function toJson(run, tag, timeline, rows) {
-  return JSON.stringify({ run, tag, units: timeline.units, thresholds: timeline.thresholds, dead_units: rows }, null, 2);
-}
-
-function fileStem(run, tag) {
-  return `deadneurons-${run}-${tag}`.replace(/[^A-Za-z0-9._-]+/g, "_").slice(0, 120);
-}
+const COLUMNS = [
+  ["unit", (r) => String(r.unit)],
+  ["died at", (r) => (r.died_at === null ? "—" : String(r.died_at))],
+  ["revived", (r) => (r.revived ? "yes" : "no")],
+  ["dormant score now", (r) => formatNumber(r.dormant_score_now)],
+  ["gradient-negligible now", (r) => ({ true: "yes", false: "no" })[r.grad_dormant_now] ?? "—"],
+];
 
 function download(name, type, text) {
   const url = URL.createObjectURL(new Blob([text], { type }));
@@ -55,66 +24,94 @@ function download(name, type, text) {
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
-/** A table view bound to one layer; `update` keeps its scroll position. */
+function button(text, testid, onClick) {
+  const b = h("button", { type: "button", textContent: text, dataset: { testid } });
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+/** A table view bound to one layer; `update` redraws only for a new response. */
 export class DeadTable {
   constructor(onPick) {
     this.onPick = onPick;
     this.caption = h("div", { className: "table-caption" });
+    this.thead = h("thead");
     this.tbody = h("tbody");
     this.more = h("div", { className: "muted small" });
-    this.csvButton = h("button", { type: "button", textContent: "Export CSV", dataset: { testid: "export-csv" } });
-    this.jsonButton = h("button", { type: "button", textContent: "Export JSON", dataset: { testid: "export-json" } });
-    this.csvButton.addEventListener("click", () => this.export("csv"));
-    this.jsonButton.addEventListener("click", () => this.export("json"));
-    const head = h(
-      "thead",
-      {},
-      h("tr", {}, ["unit", "died at", "revived", "dormant score now"].map((t) => h("th", { scope: "col" }, t))),
+    this.csvButton = button("Export CSV", "export-csv", () => this.export("csv"));
+    this.jsonButton = button("Export JSON", "export-json", () => this.export("json"));
+    const table = h(
+      "table",
+      { className: "dead-table", dataset: { testid: "dead-table" } },
+      this.thead,
+      this.tbody,
     );
-    this.scroll = h("div", { className: "table-scroll" }, h("table", { className: "dead-table", dataset: { testid: "dead-table" } }, head, this.tbody));
+    const head = h(
+      "div",
+      { className: "table-head" },
+      this.caption,
+      h("span", { className: "spacer" }),
+    );
+    head.append(this.csvButton, this.jsonButton);
     this.root = h(
       "div",
       { className: "dead-units" },
-      h("div", { className: "table-head" }, this.caption, h("span", { className: "spacer" }), this.csvButton, this.jsonButton),
-      this.scroll,
+      head,
+      h("div", { className: "table-scroll" }, table),
       this.more,
     );
+    this.update = memo((run, tag, timeline) => this.show(run, tag, timeline));
   }
 
-  update(run, tag, timeline) {
-    if (timeline === this.timeline) return;
-    this.run = run;
-    this.tag = tag;
-    this.timeline = timeline;
-    this.rows = deadRows(timeline);
-    const definition = (timeline.thresholds && timeline.thresholds.definition) || "dead";
-    const word = definition === "dormant" ? `dormant (τ = ${timeline.thresholds.tau})` : "dead";
-    replace(this.caption, `${this.rows.length} of ${timeline.units} units ${word} at the last snapshot`);
-    const shown = this.rows.slice(0, MAX_ROWS);
+  show(run, tag, timeline) {
+    Object.assign(this, { run, tag, timeline, rows: deadRows(timeline) });
+    const definition = definitionOf(timeline);
+    const tau = definition === "dead" ? "" : ` (τ = ${timeline.thresholds.tau})`;
+    const word = `${DEFINITION_WORDS[definition] || definition}${tau}`;
+    replace(
+      this.caption,
+      `${this.rows.length} of ${timeline.units} units ${word} at the last snapshot`,
+    );
+    replace(
+      this.thead,
+      h(
+        "tr",
+        {},
+        COLUMNS.map(([title]) => h("th", { scope: "col" }, title)),
+      ),
+    );
     replace(
       this.tbody,
-      shown.map((r) => {
-        const tr = h(
-          "tr",
-          { dataset: { unit: String(r.unit) } },
-          h("td", {}, String(r.unit)),
-          h("td", {}, r.died_at === null ? "—" : String(r.died_at)),
-          h("td", {}, r.revived ? "yes" : "no"),
-          h("td", {}, formatNumber(r.dormant_score_now)),
-        );
-        tr.addEventListener("click", () => this.onPick(r.unit));
-        return tr;
-      }),
+      this.rows.slice(0, MAX_ROWS).map((r) => this.row(r)),
     );
-    if (!this.rows.length) this.tbody.append(h("tr", {}, h("td", { colSpan: 4, className: "muted" }, "none")));
-    replace(this.more, this.rows.length > MAX_ROWS ? `showing ${MAX_ROWS} of ${this.rows.length}; the exports hold all` : "");
+    if (!this.rows.length) {
+      this.tbody.append(
+        h("tr", {}, h("td", { colSpan: COLUMNS.length, className: "muted" }, "none")),
+      );
+    }
+    const cut = this.rows.length > MAX_ROWS;
+    replace(
+      this.more,
+      cut ? `showing ${MAX_ROWS} of ${this.rows.length}; the exports hold all` : "",
+    );
     this.csvButton.disabled = this.jsonButton.disabled = !this.rows.length;
+  }
+
+  row(r) {
+    const tr = h(
+      "tr",
+      { dataset: { unit: String(r.unit) } },
+      COLUMNS.map(([, cell]) => h("td", {}, cell(r))),
+    );
+    tr.addEventListener("click", () => this.onPick(r.unit));
+    return tr;
   }
 
   export(kind) {
     if (!this.timeline) return;
     const stem = fileStem(this.run, this.tag);
-    if (kind === "csv") download(`${stem}.csv`, "text/csv", toCsv(this.run, this.tag, this.timeline, this.rows));
-    else download(`${stem}.json`, "application/json", toJson(this.run, this.tag, this.timeline, this.rows));
+    const args = [this.run, this.tag, this.timeline, this.rows];
+    if (kind === "csv") download(`${stem}.csv`, "text/csv", toCsv(...args));
+    else download(`${stem}.json`, "application/json", toJson(...args));
   }
 }

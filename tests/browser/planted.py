@@ -26,6 +26,9 @@ KILLED_AT = {5: 100, 12: 200, 25: 300}
 QUIET = (1, 2)
 # A logged re-initialisation of dense_b (a marker; the units stay healthy).
 REVIVAL_STEP, REVIVED_UNITS = 200, (3, 4)
+# dense_b logs the gradient row; these units stay active but get no gradient
+# (as if their outgoing weights were zero). dense_a logs no gradients.
+GRAD_STARVED = (5, 6)
 
 
 def _layer_a(rng: np.random.Generator, step: int) -> np.ndarray:
@@ -48,10 +51,13 @@ def write_planted(logdir: str, seed: int = 0) -> dict:
                 layer_class="Dense",
                 activation="relu",
             )
+            grads = rng.normal(0.0, 0.1, size=(128, UNITS_B)).astype(np.float32)
+            grads[:, list(GRAD_STARVED)] = 0.0
             w.snapshot(
                 "dense_b",
                 step,
                 relu_batch(rng, 128, UNITS_B),
+                gradients=grads,
                 layer_class="Dense",
                 activation="relu",
             )
