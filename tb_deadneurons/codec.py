@@ -7,8 +7,8 @@ active) -- and store magnitudes on a log scale with a few percent of relative
 error, which is what keeps a snapshot at about one byte per unit and
 statistic on disk.
 
-The TensorFlow op in ``summary.py`` computes the same codes in-graph; a test
-pins the two together.
+``stats_tf`` (behind the ``summary.activations`` op) computes the same codes
+in-graph; a test pins the two together.
 """
 
 from __future__ import annotations
