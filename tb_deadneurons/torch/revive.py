@@ -137,8 +137,15 @@ def _flat_from_1(node) -> bool:
     return start == 1 and len(node.args) <= 2 and "end_dim" not in node.kwargs
 
 
-def _describe(node) -> str:
-    return str(node.target) if node.op != "output" else "the model output"
+def _describe(model, node) -> str:
+    if node.op == "call_module":
+        kind = type(model.get_submodule(node.target)).__name__
+        return f"module {node.target!r} ({kind})"
+    if node.op == "call_function":
+        return f"function {getattr(node.target, '__name__', node.target)}"
+    if node.op == "call_method":
+        return f"method .{node.target}()"
+    return "the model output"
 
 
 def _plan(model, node, layout: str, units: list[int], channels: int, edits: list):
@@ -163,9 +170,8 @@ def _plan(model, node, layout: str, units: list[int], channels: int, edits: list
             _plan_weights(consumer, user.target, layout, units, channels, edits)
         else:
             raise ValueError(
-                f"revived units feed {_describe(user)} ({user.op} "
-                f"{getattr(user.target, '__name__', user.target)}), which "
-                "revive() does not support"
+                f"revived units feed {_describe(model, user)}, which revive() "
+                "does not support"
             )
 
 
@@ -249,7 +255,10 @@ def revive(model, module, units, optimizer=None) -> list[int]:
         raise ValueError(f"module {name!r} is called {len(nodes)} times in forward")
     layout = "last" if type(module) is torch.nn.Linear else "first"
     edits = []
-    _plan(model, nodes[0], layout, chosen, n_units, edits)
+    try:
+        _plan(model, nodes[0], layout, chosen, n_units, edits)
+    except ValueError as e:
+        raise ValueError(f"revive {name!r}: {e}") from None
     fresh = torch.empty_like(module.weight)
     torch.nn.init.kaiming_uniform_(fresh, a=math.sqrt(5))  # their reset_parameters
     incoming = [(module.weight, (chosen,), fresh[chosen])]
