@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import urllib.parse
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from tensorboard.plugins import base_plugin
 from tensorboard.util import tensor_util
 from werkzeug.test import Client
 
-from tb_deadneurons import metadata, plugin, summary
+from tb_deadneurons import metadata, plugin, reader, summary
 from tb_deadneurons.proto import plugin_data_pb2
 from tests.support import EventWriter, relu_batch
 
@@ -254,6 +255,8 @@ def test_unknown_run_tag_or_unit_is_404(client, route):
         "timeline?run=planted/train&tag=dense&definition=zombie",
         "unit?run=planted/train&tag=dense&unit=-1",
         "unit?run=planted/train&tag=dense",
+        "unit?run=planted/train&tag=dense&unit=%D9%A3",  # an Arabic-Indic 3
+        "timeline?run=planted/train&tag=dense&definition=grad_dormant",  # no row
         "loss",
     ],
 )
@@ -306,9 +309,137 @@ def test_sampling_hint_limits_the_snapshots_read(tmp_path):
     assert len(steps) == 5 and steps[-1] == STEPS[-1]
 
 
-def test_plugin_is_cheaply_inactive_and_names_its_tab(client):
-    context = base_plugin.TBContext(data_provider=None, sampling_hints=None)
-    p = plugin.DeadNeuronsPlugin(context)
-    assert p.is_active() is False
-    meta = p.frontend_metadata()
-    assert meta.es_module_path == "/index.js" and meta.tab_name == "Dead Neurons"
+def test_tensorboard_enables_the_plugin_only_where_snapshots_exist(client, tmp_path):
+    # is_active() is False by design: activation comes from list_plugins.
+    listing = client.get("/data/plugins_listing").get_json()
+    assert listing["deadneurons"]["enabled"] is True
+    assert listing["deadneurons"]["tab_name"] == "Dead Neurons"
+    assert listing["deadneurons"]["loading_mechanism"]["module_path"].endswith(
+        "/index.js"
+    )
+    empty = Client(make_app(str(tmp_path))).get("/data/plugins_listing").get_json()
+    assert empty["deadneurons"]["enabled"] is False
+
+
+def test_constant_std_parameter_is_applied_and_echoed(client):
+    default = get(client, "timeline?run=planted/train&tag=tanh")
+    loose = get(client, "timeline?run=planted/train&tag=tanh&constant_std=100")
+    assert default["dead_now"] == [1] and loose["thresholds"]["constant_std"] == 100
+    assert loose["dead_now"] == list(range(6))  # every std <= 100 x median
+    unit = get(client, "unit?run=planted/train&tag=tanh&unit=0&constant_std=100")
+    assert all(unit["dead"])
+
+
+GRAD_ZERO = [2, 5]  # active units whose gradient is exactly 0
+LONG_TAG = "\x1b[31mred\nforged row " + "t" * 1500
+LONG_RUN = "/".join(["r" * 200] * 6)  # 1,205 characters, 200 per directory
+
+
+def write_more_logs(logdir: str) -> None:
+    """Runs for epsilon, NaN epsilon, many bad snapshots, long names, gradients."""
+    rng = np.random.default_rng(9)
+    with EventWriter(os.path.join(logdir, "eps")) as w:
+        for step in range(3):
+            w.snapshot("dense", step, relu_batch(rng, 32, 4), epsilon=0.05)
+    nan_eps = metadata.create_summary_metadata(None, None).plugin_data.content
+    meta = plugin_data_pb2.DeadNeuronsPluginData.FromString(nan_eps)
+    meta.epsilon = float("nan")
+    with EventWriter(os.path.join(logdir, "naneps")) as w:
+        for step in range(3):
+            codes = summary.snapshot_np(relu_batch(rng, 32, 4, [1]))
+            w.add(step, _raw("dense", step, codes, meta.SerializeToString()))
+    with EventWriter(os.path.join(logdir, "manybad")) as w:
+        w.snapshot("dense", 0, relu_batch(rng, 32, 4))
+        for step in range(1, 31):
+            w.snapshot("dense", step, relu_batch(rng, 32, 5))  # 5 units, not 4
+    with EventWriter(os.path.join(logdir, LONG_RUN)) as w:
+        w.snapshot(LONG_TAG, 0, relu_batch(rng, 32, 4, [0]))
+    with EventWriter(os.path.join(logdir, "grads")) as w:
+        for step in range(4):
+            data = relu_batch(rng, 64, 8)
+            grads = rng.normal(0, 1e-2, (64, 8)).astype(np.float32)
+            grads[:, GRAD_ZERO] = 0.0
+            w.snapshot("dense", step, data, gradients=grads)
+
+
+@pytest.fixture(scope="module")
+def more(tmp_path_factory):
+    logdir = str(tmp_path_factory.mktemp("more"))
+    write_more_logs(logdir)
+    return Client(make_app(logdir))
+
+
+def test_thresholds_echo_the_series_own_epsilon(more):
+    eps = pytest.approx(0.05)  # stored as float32
+    assert get(more, "timeline?run=eps&tag=dense")["thresholds"]["epsilon"] == eps
+    assert get(more, "unit?run=eps&tag=dense&unit=0")["thresholds"]["epsilon"] == eps
+
+
+def test_non_finite_logged_epsilon_is_served_as_null(more):
+    body = get(more, "timeline?run=naneps&tag=dense")
+    assert body["thresholds"]["epsilon"] is None and body["dead_now"] == [1]
+    assert get(more, "unit?run=naneps&tag=dense&unit=1")["dead"] == [True] * 3
+
+
+def test_warnings_of_a_series_are_capped_with_a_count(more):
+    warnings = get(more, "timeline?run=manybad&tag=dense")["warnings"]
+    assert len(warnings) == reader.MAX_WARNINGS + 1
+    assert warnings[-1] == "run manybad, tag dense: 10 more warnings"
+
+
+def test_run_and_tag_of_any_length_work_in_every_route(more):
+    runs = get(more, "runs")["runs"]
+    entry = next(r for r in runs if r["run"] == LONG_RUN)
+    assert entry["layers"][0]["tag"] == LONG_TAG
+    query = urllib.parse.urlencode({"run": LONG_RUN, "tag": LONG_TAG})
+    assert get(more, "timeline?" + query)["dead_now"] == [0]
+    assert get(more, "unit?unit=0&" + query)["dead"] == [True]
+    loss = get(more, "loss?" + urllib.parse.urlencode({"run": LONG_RUN}))
+    assert loss["tag"] is None
+
+
+def test_gradient_starved_units_are_grad_dormant_not_dead(more):
+    body = get(more, "timeline?run=grads&tag=dense")
+    assert body["grad_dormant_now"] == GRAD_ZERO and body["dead_now"] == []
+    assert body["grad_dormant_count"] == [len(GRAD_ZERO)] * 4
+    cells = np.frombuffer(base64.b64decode(body["matrix"]["data"]), np.uint8)
+    flagged = (cells.reshape(body["matrix"]["shape"]) & 32).any(axis=1)
+    assert np.flatnonzero(flagged).tolist() == GRAD_ZERO
+    unit = get(more, "unit?run=grads&tag=dense&unit=2&definition=grad_dormant")
+    assert unit["grad_dormant"] == [True] * 4 and unit["died_at"] == 0
+    plain = get(more, "timeline?run=eps&tag=dense")
+    assert plain["grad_dormant_count"] is None and plain["grad_dormant_now"] is None
+
+
+def test_layer_mean_abs_is_the_mean_of_the_units_mean_abs(more):
+    body = get(more, "timeline?run=grads&tag=dense")
+    for step in range(4):
+        unit_means = [
+            get(more, f"unit?run=grads&tag=dense&unit={u}")["stats"]["mean_abs"][step]
+            for u in range(8)
+        ]
+        assert body["mean_abs"][step] == pytest.approx(np.mean(unit_means), rel=1e-3)
+
+
+def test_runs_cache_sees_a_new_snapshot_at_the_same_wall_time(tmp_path):
+    rng = np.random.default_rng(1)
+    run_dir = str(tmp_path / "live")
+    with EventWriter(run_dir) as w:
+        w.add(0, summary.activations_pb("dense", relu_batch(rng, 8, 4)), 1000.0)
+    multiplexer = pem.EventMultiplexer(
+        tensor_size_guidance={metadata.PLUGIN_NAME: plugin.DEFAULT_SAMPLES}
+    )
+    multiplexer.AddRunsFromDirectory(str(tmp_path))
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path))
+    context = base_plugin.TBContext(data_provider=provider, logdir=str(tmp_path))
+    app = application.TensorBoardWSGI(
+        [plugin.DeadNeuronsLoader().load(context)], data_provider=provider
+    )
+    client = Client(app)
+    assert get(client, "runs")["runs"][0]["layers"][0]["snapshots"] == 1
+    with EventWriter(run_dir) as w:  # same wall time: only the step tells
+        w.add(5, summary.activations_pb("dense", relu_batch(rng, 8, 4, [3])), 1000.0)
+    multiplexer.Reload()
+    layer = get(client, "runs")["runs"][0]["layers"][0]
+    assert layer["snapshots"] == 2 and layer["dead_count_now"] == 1
