@@ -13,6 +13,13 @@ from tests.test_plugin_routes import get, make_app
 
 BORN_DEAD = [0, 1, 2]
 BURST = [5, 6, 7, 8]
+STARVED = [3, 4]  # active, but no gradient reaches them from step 200
+
+
+def _grads(rng, starved=()):
+    g = rng.normal(0.0, 1e-3, size=(64, 16)).astype(np.float32)
+    g[:, list(starved)] = 0.0
+    return g
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +34,13 @@ def logdir(tmp_path_factory):
             w.scalar("deadneurons/loss", step, loss)
     with EventWriter(os.path.join(logdir, "healthy")) as w:
         for step in range(0, 400, 20):
-            w.snapshot("dense", step, relu_batch(rng, 64, 16), activation="relu")
+            a, g = relu_batch(rng, 64, 16), _grads(rng)
+            w.snapshot("dense", step, a, gradients=g, activation="relu")
             w.scalar("deadneurons/loss", step, 1.0 - step / 1000)
+    with EventWriter(os.path.join(logdir, "starved")) as w:
+        for step in range(0, 400, 20):
+            g = _grads(rng, STARVED if step >= 200 else ())
+            w.snapshot("dense", step, relu_batch(rng, 64, 16), gradients=g)
     return logdir
 
 
@@ -39,6 +51,15 @@ def test_timeline_names_init_and_learning_rate_with_their_evidence(logdir):
     assert set(BORN_DEAD) <= set(patterns["initialisation"]["units"])
     assert "200" in patterns["learning_rate"]["evidence"]
     assert all(h["remedy"] for h in body["hints"])
+
+
+def test_timeline_names_active_units_without_gradient_since_when(logdir):
+    body = get(Client(make_app(logdir)), "timeline?run=starved&tag=dense&tau=0")
+    (hint,) = body["hints"]
+    assert hint["pattern"] == "gradient_starved"
+    assert hint["units"] == STARVED and hint["steps"] == [200, 380]
+    assert "2 of 16 units are active but receive no gradient" in hint["evidence"]
+    assert body["dead_now"] == []
 
 
 def test_healthy_run_gets_no_hint(logdir):
