@@ -162,12 +162,17 @@ def test_layers_argument_takes_names_and_objects_and_may_name_the_output(tmp_pat
     assert set(events.snapshots(str(tmp_path / "train"))) == {"lin", "out"}
 
 
-def _weights_after_fit(tmp_path, with_callback):
+def _state_after_fit(tmp_path, with_callback):
+    """Weights, BN moving statistics and optimizer variables after a fit."""
     keras.utils.set_random_seed(123)
-    x, y = _xy(n=128, shape=(10,), seed=3)
+    x, y = _xy(n=128, shape=(6, 6, 2), seed=3)
     model = keras.Sequential(
         [
-            keras.Input((10,)),
+            keras.Input((6, 6, 2)),
+            keras.layers.Conv2D(8, 3),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.Flatten(),
             keras.layers.Dense(16, activation="relu"),
             keras.layers.Dropout(0.3),
             keras.layers.Dense(3, activation="softmax"),
@@ -184,14 +189,27 @@ def _weights_after_fit(tmp_path, with_callback):
         else []
     )
     model.fit(x, y, batch_size=16, epochs=2, callbacks=callbacks, verbose=0)
-    return model.get_weights()
+    return [v.numpy() for v in model.variables + model.optimizer.variables]
 
 
 def test_training_is_unchanged_by_the_callback(tmp_path):
-    without = _weights_after_fit(tmp_path / "a", False)
-    with_cb = _weights_after_fit(tmp_path / "b", True)
+    without = _state_after_fit(tmp_path / "a", False)
+    with_cb = _state_after_fit(tmp_path / "b", True)
+    assert len(without) > 10  # kernels, BN moving stats, seed state, Adam slots
     for a, b in zip(without, with_cb, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_end_of_training_is_snapshotted_when_no_period_ended_there(tmp_path):
+    x, y = _xy(n=33 * 4, shape=(10,))
+    model = _sequential()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    cb = tb_deadneurons.DeadNeuronCallback(tmp_path, x[:16], every_n_batches=4)
+    model.fit(x, y, batch_size=4, epochs=1, callbacks=[cb], verbose=0)
+    steps = [s for s, _ in events.snapshots(str(tmp_path / "train"))["h1"]]
+    assert steps == [0, 4, 8, 12, 16, 20, 24, 28, 32, 33]
+    loss = events.load(str(tmp_path / "train")).Tensors(LOSS_TAG)
+    assert [e.step for e in loss][-1] == 33
 
 
 @pytest.mark.parametrize(
@@ -201,6 +219,13 @@ def test_training_is_unchanged_by_the_callback(tmp_path):
         ({"every_n_batches": 2.5}, "every_n_batches"),
         ({"gradients": True}, "labels"),
         ({"layers": "dense"}, "layers"),
+        ({"layers": 5}, "layers"),
+        ({"layers": [5]}, "layers"),
+        ({"epsilon": "x"}, "epsilon"),
+        ({"revive_tau": None}, "revive_tau"),
+        ({"revive_every": 0}, "revive_every"),
+        ({"probe_data": "some text"}, "probe_data"),
+        ({"probe_data": np.array(["a", "b"])}, "probe_data"),
         ({"probe_data": np.zeros((0, 10), "float32")}, "no samples"),
         ({"log_dir": ""}, "log_dir"),
     ],
