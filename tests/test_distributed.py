@@ -105,6 +105,34 @@ def test_multi_worker_custom_loop_writes_only_from_replica_zero(tmp_path):
     assert counts == {GLOBAL_BATCH // 2}, counts
 
 
+def test_keras_jax_data_parallel_fit_writes_only_from_process_zero(tmp_path):
+    from tests.support import free_port
+
+    port = str(free_port())
+    _run_workers([["jax_data_parallel", str(tmp_path), str(i), port] for i in (0, 1)])
+
+    files = os.listdir(tmp_path / "train")
+    assert len(files) == 1, f"one event file, from process 0; got {files}"
+    pid = (tmp_path / "pid0").read_text()
+    assert f".{pid}." in files[0], f"{files[0]} is not process 0's (pid {pid})"
+    assert _runs_with_events(tmp_path) == ["train"]
+    dead = _dead_units_by_step(tmp_path / "train")
+    assert sorted(dead) == list(range(0, STEPS + 1, 2))
+    assert all(units == DEAD for units in dead.values()), dead
+    # The snapshots see the weights training has at their step: the first
+    # matches the model before fit, the last the model after it (to the
+    # codec's resolution, 2**0.1 - 1 = 7 %), and the two differ by more.
+    first, last = (
+        _mean_abs_at(tmp_path / "train", 0),
+        _mean_abs_at(tmp_path / "train", STEPS),
+    )
+    before, after = (np.load(tmp_path / f"{w}.npy") for w in ("before", "after"))
+    live = np.setdiff1d(np.arange(UNITS), DEAD)
+    np.testing.assert_allclose(first[live], before[live], rtol=0.08)
+    np.testing.assert_allclose(last[live], after[live], rtol=0.08)
+    assert np.max(np.abs(after[live] / before[live] - 1)) > 0.2
+
+
 def _snapshot_tags(run_dir) -> list[str]:
     from tests import events
 
@@ -118,6 +146,13 @@ def _counts(run_dir) -> set[int]:
         int(round(float(stats["count"][0])))
         for _, stats in events.snapshots(str(run_dir))["dense"]
     }
+
+
+def _mean_abs_at(run_dir, step: int) -> np.ndarray:
+    from tests import events
+
+    series = dict(events.snapshots(str(run_dir))["dense"])
+    return series[step]["mean_abs"]
 
 
 # --- the workers ----------------------------------------------------------------
@@ -217,7 +252,58 @@ def _multi_worker(log_dir: str, index: str, ports: str) -> None:
     writer.close()
 
 
-SCENARIOS = {"mirrored": _mirrored, "multi_worker": _multi_worker}
+def _jax_data_parallel(log_dir: str, index: str, port: str) -> None:
+    """Keras 3 on JAX: ``keras.distribution.DataParallel`` over two processes
+    (one CPU device each, ``jax.distributed`` coordinator on 127.0.0.1), each
+    feeding its own half of the data, ``fit`` + the callback in both."""
+    os.environ["KERAS_BACKEND"] = "jax"
+    import jax
+
+    jax.distributed.initialize(f"127.0.0.1:{port}", 2, int(index))
+    import keras
+
+    import tb_deadneurons
+
+    devices = keras.distribution.list_devices()
+    assert len(devices) == 2 and jax.process_index() == int(index)
+    keras.distribution.set_distribution(
+        keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
+    )
+    keras.utils.set_random_seed(0)  # every process must build the same weights
+    model = _planted_model(keras)
+    model.compile(
+        keras.optimizers.SGD(1.0), keras.losses.SparseCategoricalCrossentropy(True)
+    )
+    x, y = _data()
+    probe = x[:64]
+    dense = model.get_layer("dense")
+    mean_abs = lambda: np.abs(keras.ops.convert_to_numpy(dense(probe))).mean(0)  # noqa: E731
+    before = mean_abs()
+    callback = tb_deadneurons.DeadNeuronCallback(
+        log_dir, probe_data=probe, every_n_batches=2
+    )
+    shard = slice(int(index), None, 2)
+    model.fit(
+        x[shard],
+        y[shard],
+        batch_size=GLOBAL_BATCH // 2,
+        epochs=EPOCHS,
+        callbacks=[callback],
+        verbose=0,
+    )
+    after = mean_abs()
+    if index == "0":
+        np.save(os.path.join(log_dir, "before.npy"), before)
+        np.save(os.path.join(log_dir, "after.npy"), after)
+    with open(os.path.join(log_dir, f"pid{index}"), "w") as f:
+        f.write(str(os.getpid()))
+
+
+SCENARIOS = {
+    "mirrored": _mirrored,
+    "multi_worker": _multi_worker,
+    "jax_data_parallel": _jax_data_parallel,
+}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](*sys.argv[2:])
