@@ -22,7 +22,8 @@ def test_js_unit_tests_pass_under_node():
         for f in files
     )
     run = subprocess.run(
-        [node, "--test", *files],
+        # TAP: the summary lines below, on every Node from Debian's 18 on.
+        [node, "--test", "--test-reporter=tap", *files],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -33,3 +34,16 @@ def test_js_unit_tests_pass_under_node():
     counts = dict(re.findall(r"^# (tests|pass|fail) (\d+)$", out, re.M))
     # Every declared test ran and passed (a file that fails to load runs none).
     assert counts == {"tests": str(declared), "pass": str(declared), "fail": "0"}, out
+
+
+def test_no_dashboard_source_line_is_longer_than_100_characters():
+    # prettier (.prettierrc.json, run in .ci/run) does not break long strings.
+    long = []
+    for path in glob.glob(os.path.join(REPO, "static", "*")) + glob.glob(
+        os.path.join(REPO, "tests", "js", "*.mjs")
+    ):
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if len(line.rstrip("\n")) > 100:
+                    long.append(f"{os.path.relpath(path, REPO)}:{n}")
+    assert not long, long
