@@ -74,6 +74,9 @@ def test_tau_option_changes_dormant_units(logdir):
 def test_fail_above_exits_1_only_when_a_layer_is_deader(logdir):
     calm = report(logdir, "--run", "planted/train", "--fail-above", "0.3")
     assert calm.returncode == 0, calm.stderr
+    # dense is 4/16 = 25.0 % dead: at the limit is within it
+    exact = report(logdir, "--run", "planted/train", "--fail-above", "0.25")
+    assert exact.returncode == 0, exact.stderr
     alarm = report(logdir, "--run", "planted/train", "--fail-above", "0.2")
     assert alarm.returncode == 1
     assert "layer dense: 25.0% dead > 20.0%" in alarm.stderr
@@ -94,6 +97,32 @@ def test_usage_errors_exit_2_with_one_line(logdir, args, message):
     assert result.returncode == 2
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+
+
+@pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["text", "json"])
+def test_log_dir_without_snapshots_cannot_pass_a_gate(tmp_path, json_flag):
+    (tmp_path / "events.out.tfevents.1.host").write_bytes(b"not a record at all")
+    result = report(str(tmp_path), "--fail-above", "0.2", *json_flag)
+    assert result.returncode == 2
+    assert "no dead-neuron snapshot series found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_text_report_escapes_control_characters_in_names(tmp_path):
+    from tests.test_plugin_routes import LONG_TAG, write_more_logs
+
+    write_more_logs(str(tmp_path))
+    result = report(str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout and "\\x1b[31mred\\nforged row" in result.stdout
+    assert not any(line.startswith("forged row") for line in result.stdout.splitlines())
+    assert "grads" in result.stdout and LONG_TAG[:3] not in result.stdout
+    dense = next(line.split() for line in result.stdout.splitlines() if "dense" in line)
+    assert dense[0] == "dense"
+    body = json.loads(report(str(tmp_path), "--json").stdout)
+    grads = body["runs"]["grads"]["layers"]["dense"]
+    assert grads["grad_dormant_units"] == [2, 5] and grads["dead_now"] == []
+    assert grads["grad_dormant_count"] == [2, 2, 2, 2]
 
 
 def test_console_script_runs_the_report(logdir):
