@@ -1,0 +1,70 @@
+"""The Lightning callback writes into the run of Lightning's TensorBoardLogger."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+from tensorboard.backend.event_processing import event_accumulator
+
+from tb_deadneurons import metadata
+from tb_deadneurons.torch.lightning import DeadNeuronCallback
+
+DEAD = [2, 9]
+
+
+class Net(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2)
+        )
+        with torch.no_grad():
+            self.net[0].bias[DEAD] = -1e4
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_callback_snapshots_land_in_the_loggers_run_on_its_steps(tmp_path):
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 8), torch.randint(0, 2, (64,))
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), 16)
+    logger = pl.loggers.TensorBoardLogger(str(tmp_path))
+    callback = DeadNeuronCallback(probe_data=x, every_n_steps=3)
+    trainer = pl.Trainer(
+        max_epochs=2,
+        logger=logger,
+        log_every_n_steps=1,
+        callbacks=[callback],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    trainer.fit(Net(), data)
+    acc = event_accumulator.EventAccumulator(logger.log_dir)
+    acc.Reload()
+    snapshots = acc.Tensors("net.1")
+    assert [e.step for e in snapshots] == [0, 3, 6, 8]
+    active = [tensor_row(e, 0) for e in snapshots]
+    assert all([u for u, a in enumerate(row) if a == 0] == DEAD for row in active)
+    ours = {e.step: e.value for e in acc.Scalars(metadata.LOSS_TAG)}
+    assert sorted(ours) == [3, 6, 8]
+    # Lightning logs the k-th batch's loss at step k - 1; we log it with the
+    # state after k optimizer steps, at step k.
+    theirs = {e.step: e.value for e in acc.Scalars("train_loss")}
+    assert all(abs(ours[s] - theirs[s - 1]) < 1e-6 for s in ours)
+
+
+def tensor_row(event, row: int) -> list[int]:
+    from tensorboard.util import tensor_util
+
+    return tensor_util.make_ndarray(event.tensor_proto)[row].tolist()
