@@ -38,7 +38,7 @@ sys.path.insert(0, REPO)
 
 from tests.support import tensorboard_server  # noqa: E402
 
-STATIC = os.path.join(REPO, "tb_deadneurons", "static")
+STATIC = os.path.join(REPO, "static")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 FRAME = 'iframe[src*="plugin_entry.html?name=deadneurons"]'
 UNITS, STEPS = 4096, 500
