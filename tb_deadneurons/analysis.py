@@ -60,6 +60,8 @@ import numpy as np
 from tb_deadneurons import diagnosis
 
 DEFINITIONS = ("dead", "dormant", "grad_dormant")
+# metadata.GRAD_MEAN_ABS, spelt out so that analysis imports numpy only (a
+# test pins the two together).
 GRAD_STAT = "grad_mean_abs"
 # The stats ``classify`` cannot do without.
 REQUIRED_STATS = frozenset({"active_fraction", "mean_abs"})

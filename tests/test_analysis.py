@@ -222,6 +222,11 @@ def test_units_without_data_are_neither_scored_nor_grad_dormant():
     assert np.isnan(result.grad_score[0, 1])
 
 
+def test_analysis_names_the_gradient_row_as_the_format_does():
+    assert analysis.GRAD_STAT == metadata.GRAD_MEAN_ABS
+    assert analysis.REQUIRED_STATS <= set(metadata.BASE_STATS)
+
+
 def test_without_the_gradient_row_grad_dormant_is_none_not_a_guess():
     result = analysis.classify(_stats(np.ones((2, 3))), [0, 1])
     assert result.grad_dormant is None and result.grad_score is None
