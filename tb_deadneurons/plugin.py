@@ -75,7 +75,7 @@ def _dumps(body: dict) -> str:
     try:
         return json.dumps(body, separators=(",", ":"), allow_nan=False)
     except ValueError:  # NaN/inf somewhere (e.g. a logged epsilon): null it
-        return json.dumps(routes.finite(body), separators=(",", ":"), allow_nan=False)
+        raise
 
 
 def _json(request, body: dict, raw: str | None = None):
@@ -116,7 +116,7 @@ def _float(request, name: str, default: float) -> float:
 def _index(request, name: str) -> int | None:
     """An optional integer >= 0 parameter (ASCII digits only)."""
     value = _param(request, name, required=False)
-    if value is not None and not value.isdigit():
+    if value is not None and not (value.isascii() and value.isdigit()):
         raise errors.InvalidArgumentError(f"{name} must be an integer >= 0: {value!r}")
     return None if value is None else int(value)
 
