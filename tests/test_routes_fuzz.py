@@ -8,7 +8,9 @@ import urllib.parse
 import pytest
 from werkzeug.test import Client
 
-from tests.test_plugin_routes import make_app, write_logs
+from tests.test_damage import write_damaged
+from tests.test_plugin_routes import make_app, write_logs, write_more_logs
+from tests.test_restarts import write_restarts
 
 ROUTES = ("runs", "timeline", "unit", "loss", "index.js", "static/index.js")
 KEYS = ("run", "tag", "unit", "tau", "definition", "constant_std", "experiment")
@@ -41,7 +43,14 @@ VALUES = (
     "\u00b2",  # SUPERSCRIPT TWO
     "dead",
     "dormant",
+    "grad_dormant",
     "DEAD",
+    "rerun",
+    "resume",
+    "flipped",
+    "badlength",
+    "grads",
+    "naneps",
     "../",
     "../../etc/passwd",
     "..\\..\\",
@@ -73,7 +82,8 @@ def _query(rng: random.Random) -> str:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     logdir = str(tmp_path_factory.mktemp("fuzz"))
-    write_logs(logdir)
+    for write in (write_logs, write_more_logs, write_restarts, write_damaged):
+        write(logdir)
     return Client(make_app(logdir))
 
 
