@@ -75,7 +75,7 @@ def _dumps(body: dict) -> str:
     try:
         return json.dumps(body, separators=(",", ":"), allow_nan=False)
     except ValueError:  # NaN/inf somewhere (e.g. a logged epsilon): null it
-        raise
+        return json.dumps(routes.finite(body), separators=(",", ":"), allow_nan=False)
 
 
 def _json(request, body: dict, raw: str | None = None):
