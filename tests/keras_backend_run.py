@@ -1,0 +1,102 @@
+"""One Keras backend's run of the planted models, for test_keras_backends.
+
+Run as ``KERAS_BACKEND=jax python -m tests.keras_backend_run OUT_DIR``: it
+trains the planted model (seeded numpy weights, the same on every backend)
+with ``DeadNeuronCallback`` (gradients on) into ``OUT_DIR/planted``, notes
+whether TensorFlow got imported by then, runs the README's Keras example in
+``OUT_DIR`` (``keras.callbacks.TensorBoard`` there needs TensorFlow on any
+backend; our callback must not), and prints one JSON line. Reading the logs
+is left to the caller, so nothing here imports a reader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+
+import keras
+import numpy as np
+
+import tb_deadneurons
+
+DEAD_DENSE = [1, 4, 9]
+DEAD_CHANNELS = [0, 5]
+
+
+def data(n=64):
+    rng = np.random.default_rng(0)
+    return (
+        rng.uniform(2.0, 4.0, (n, 6, 6, 2)).astype("float32"),
+        rng.integers(0, 3, n),
+    )
+
+
+def planted_weights(model) -> None:
+    """Seeded numpy weights (the same on every backend), dead units planted."""
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
+            kernel, bias = layer.get_weights()
+            kernel = rng.normal(0, 0.1, kernel.shape).astype("float32")
+            bias = np.full(bias.shape, 0.5, "float32")
+            if layer.name == "dense":
+                bias[DEAD_DENSE] = -1e4
+            layer.set_weights([kernel, bias])
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            beta[DEAD_CHANNELS] = -1e4
+            layer.set_weights([gamma, beta, mean, var])
+
+
+def planted_model():
+    inputs = keras.Input((6, 6, 2))
+    h = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.ReLU(name="relu")(h)
+    h = keras.layers.Flatten()(h)
+    h = keras.layers.Dense(12, activation="relu", name="dense")(h)
+    h = keras.layers.Dropout(0.2)(h)
+    outputs = keras.layers.Dense(3, activation="softmax", name="out")(h)
+    model = keras.Model(inputs, outputs)
+    planted_weights(model)
+    model.compile(keras.optimizers.SGD(1e-3), "sparse_categorical_crossentropy")
+    return model
+
+
+def main(out_dir: str) -> dict:
+    x, y = data()
+    model = planted_model()
+    cb = tb_deadneurons.DeadNeuronCallback(
+        os.path.join(out_dir, "planted"),
+        (x[:32], y[:32]),
+        every_n_batches=2,
+        gradients=True,
+    )
+    model.fit(x, y, batch_size=16, epochs=1, callbacks=[cb], verbose=0)
+    result = {
+        "backend": keras.backend.backend(),
+        "tensorflow_imported": "tensorflow" in sys.modules,
+        "watched": sorted(cb.watched),
+    }
+    readme_example(out_dir)
+    return result
+
+
+def readme_example(out_dir: str) -> None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    section = readme.split("## Logging from Keras", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    cwd = os.getcwd()
+    os.chdir(out_dir)
+    try:
+        exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    finally:
+        os.chdir(cwd)
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1])))
