@@ -20,8 +20,8 @@ DEAD_UNITS = [3, 17, 30]
 DEAD_CHANNELS = [1, 6]
 
 
-def _codes(x, grad=None, axis=-1):
-    rows = torch_stats.unit_stats(x, 0.0, axis)
+def _codes(x, grad=None, axis=-1, masked=True):
+    rows = torch_stats.unit_stats(x, 0.0, axis, masked)
     if grad is not None:
         rows = torch.cat([rows, torch_stats.grad_mean_abs(grad, axis)])
     return torch_stats.encode(rows.numpy(), grad is not None)
@@ -37,11 +37,25 @@ def test_device_statistics_encode_as_snapshot_np():
     g = torch.Generator().manual_seed(0)
     x = torch.relu(torch.randn(64, 12, 5, 5, generator=g) * 3 - 1)
     x[:, 4] = 0.0  # dead channel
-    x[3, 2, 0, 0] = float("nan")  # dropped and counted
     grad = torch.randn(64, 12, 5, 5, generator=g) * 1e-3
+    for masked in (True, False):
+        twin = summary.snapshot_np(x, grad, unit_axis=1)
+        _close(_codes(x, grad, axis=1, masked=masked), twin)
+    x[3, 2, 0, 0] = float("nan")  # dropped and counted
     _close(_codes(x, grad, axis=1), summary.snapshot_np(x, grad, unit_axis=1))
     dense = torch.tanh(torch.randn(300, 40, generator=g) * 4)
-    _close(_codes(dense), summary.snapshot_np(dense.numpy()))
+    _close(_codes(dense, masked=False), summary.snapshot_np(dense.numpy()))
+
+
+def test_monitor_snapshot_of_nan_activations_matches_snapshot_np(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 2))
+    x = torch.randn(40, 5)
+    x[3, 0] = float("nan")  # one sample's hidden units are all NaN
+    with DeadNeuronMonitor(model, str(tmp_path), probe_data=x) as monitor:
+        twin = summary.snapshot_np(model[1](model[0](x)))
+        assert twin[list(metadata.BASE_STATS).index("nonfinite")].all()
+        _close(monitor.last_snapshot["1"], twin)
 
 
 def test_activations_pb_takes_grad_bf16_tensors_and_names_what_it_cannot():

@@ -18,6 +18,7 @@ from tb_deadneurons.torch import stats
 # As the Keras callback's default: a probe of a few hundred samples every 100
 # steps costs about 1 % of training time (benchmarks/torch_overhead.py).
 DEFAULT_EVERY_N_STEPS = 100
+_NONFINITE_ROW = metadata.BASE_STATS.index(metadata.NONFINITE)
 
 
 class DeadNeuronMonitor:
@@ -190,7 +191,11 @@ class DeadNeuronMonitor:
         host = flat.cpu().numpy()
         if isinstance(loss, torch.Tensor):
             loss = host[-1]
-        codes = stats.encode(host[: rows.numel()].reshape(rows.shape), self.gradients)
+        host = host[: rows.numel()].reshape(rows.shape)
+        if host[_NONFINITE_ROW].any():
+            # NaN/Inf somewhere (rare): the masked statistics, a second pass.
+            host = self._probe.rows(masked=True).cpu().numpy()
+        codes = stats.encode(host, self.gradients)
         self.last_snapshot, start = {}, 0
         for tag, module, axis, units in self._probe.layout:
             self.last_snapshot[tag] = codes[:, start : start + units]

@@ -149,8 +149,12 @@ class Probe:
             )
         return layout
 
-    def rows(self) -> torch.Tensor:
-        """float32 ``[num_stats, total units]`` on the model's device."""
+    def rows(self, masked: bool = False) -> torch.Tensor:
+        """float32 ``[num_stats, total units]`` on the model's device.
+
+        ``masked`` as in ``stats.unit_stats``: without it, a unit with a
+        NaN/Inf value has ``nonfinite`` > 0 and the caller asks again.
+        """
         found, grads_of, handles = {}, {}, []
         axes = {tag: axis for tag, _, axis, _ in self.layout}
         calls: dict = {}
@@ -161,7 +165,7 @@ class Probe:
             tag = name if calls[name] == 1 else f"{name}@{calls[name]}"
             t = _first_tensor(out)
             if tag in axes and t is not None:
-                found[tag] = stats.unit_stats(t, self._epsilon, axes[tag])
+                found[tag] = stats.unit_stats(t, self._epsilon, axes[tag], masked)
                 grads_of[tag] = t
 
         for m in {id(m): m for _, m, _, _ in self.layout}.values():

@@ -21,9 +21,19 @@ def units_last(x: torch.Tensor, unit_axis: int) -> torch.Tensor:
     return x.reshape(-1, x.shape[-1]).float()
 
 
-def unit_stats(x: torch.Tensor, epsilon: float, unit_axis: int) -> torch.Tensor:
-    """float32 ``[len(metadata.BASE_STATS), units]`` rows of ``x``, on its device."""
+def unit_stats(
+    x: torch.Tensor, epsilon: float, unit_axis: int, masked: bool = True
+) -> torch.Tensor:
+    """float32 ``[len(metadata.BASE_STATS), units]`` rows of ``x``, on its device.
+
+    ``masked=False`` skips the NaN/Inf masking (about half the work): its
+    ``nonfinite`` row is then 1 for a unit with any non-finite value (its
+    other rows are garbage) and 0 otherwise, so the caller can recompute
+    those with ``masked=True`` once the rows are on the host.
+    """
     x = units_last(x, unit_axis)
+    if not masked:
+        return _unmasked(x, epsilon)
     finite = torch.isfinite(x)
     x0 = torch.where(finite, x, 0.0)
     count = finite.sum(0, dtype=torch.float32)
@@ -46,6 +56,26 @@ def unit_stats(x: torch.Tensor, epsilon: float, unit_axis: int) -> torch.Tensor:
     return torch.stack([rows[name] for name in metadata.BASE_STATS])
 
 
+def _unmasked(x: torch.Tensor, epsilon: float) -> torch.Tensor:
+    n = x.shape[0]
+    total = x.sum(0)
+    mean = total / max(n, 1)
+    absx = x.abs()
+    centred = x - mean
+    rows = {
+        metadata.ACTIVE_FRACTION: (absx > epsilon).sum(0, dtype=torch.float32)
+        / max(n, 1),
+        metadata.MEAN_ABS: absx.sum(0) / max(n, 1),
+        metadata.MEAN: mean,
+        metadata.STD: torch.sqrt((centred * centred).sum(0) / max(n, 1)),
+        metadata.MAX_ABS: absx.amax(0) if n else torch.zeros_like(total),
+        metadata.COUNT: torch.full_like(total, n),
+        # A NaN/Inf anywhere in a column makes its sum non-finite.
+        metadata.NONFINITE: (~torch.isfinite(total)).float(),
+    }
+    return torch.stack([rows[name] for name in metadata.BASE_STATS])
+
+
 def grad_mean_abs(g: torch.Tensor, unit_axis: int) -> torch.Tensor:
     """float32 ``[1, units]``: mean |g| over the finite values per unit."""
     g = units_last(g, unit_axis)
@@ -55,8 +85,16 @@ def grad_mean_abs(g: torch.Tensor, unit_axis: int) -> torch.Tensor:
 
 
 def encode(rows: np.ndarray, with_gradients: bool) -> np.ndarray:
-    """uint8 codes of float32 ``[num_stats, units]`` rows, as ``snapshot_np``."""
+    """uint8 codes of float32 ``[num_stats, units]`` rows, as ``snapshot_np``.
+
+    Rows that share an encoding are encoded in one ``codec.encode`` call.
+    """
     names = metadata.stat_names(with_gradients)
-    return np.stack(
-        [codec.encode(rows[i], metadata.ENCODINGS[n]) for i, n in enumerate(names)]
-    )
+    codes = np.empty(rows.shape, np.uint8)
+    groups: dict[bytes, list[int]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(metadata.ENCODINGS[name].SerializeToString(), []).append(i)
+    for indices in groups.values():
+        enc = metadata.ENCODINGS[names[indices[0]]]
+        codes[indices] = codec.encode(rows[indices], enc)
+    return codes
