@@ -54,9 +54,9 @@ export function fetchRuns() {
   return getJson("runs");
 }
 
-/** GET ./timeline for one layer with the given thresholds. */
-export function fetchTimeline(run, tag, { tau, definition }) {
-  return getJson("timeline", { run, tag, tau, definition });
+/** GET ./timeline for one layer with the given thresholds and view (zoom.js). */
+export function fetchTimeline(run, tag, { tau, definition, rows, cols, unit_start, unit_stop }) {
+  return getJson("timeline", { run, tag, tau, definition, rows, cols, unit_start, unit_stop });
 }
 
 /** GET ./unit: one unit's statistics over time. */

@@ -3,7 +3,7 @@
 // of the state redraws the views once per animation frame.
 
 import { h, replace } from "./dom.js";
-import { createLoaders } from "./loaders.js";
+import { Loaders } from "./loaders.js";
 import { MainView } from "./mainview.js";
 import * as selection from "./selection.js";
 import { Sidebar } from "./sidebar.js";
@@ -13,16 +13,16 @@ import { TopBar, POLL_MS, currentTheme, watchTheme } from "./topbar.js";
 
 export function start(root) {
   const store = createStore(initialState());
-  const load = createLoaders(store);
+  const load = new Loaders(store);
   const change = (patch, fetch = true) => {
     store.update(patch);
     if (fetch) load.ensure();
   };
-  const tooltip = new Tooltip(load.unit);
-  const main = new MainView({
-    hover: (view, cell, event) => tooltip.hover(view, cell, event, store.get()),
-    pick: (key, unit) => change(selection.pickUnit(store.get(), key, unit)),
-  });
+  const pick = (key, unit) => change(selection.pickUnit(store.get(), key, unit));
+  const tooltip = new Tooltip((run, tag, unit) => load.unit(run, tag, unit));
+  const hover = (view, cell, event) => tooltip.hover(view, cell, event, store.get());
+  const zoom = (key, range) => change(selection.zoomLayer(store.get(), key, range));
+  const main = new MainView({ hover, pick, zoom });
   const sidebar = new Sidebar({
     toggleRun: (run, on) => change(selection.toggleRun(store.get(), run, on)),
     toggleLayer: (key, on) => change(selection.toggleLayer(store.get(), key, on)),
@@ -38,34 +38,49 @@ export function start(root) {
   });
   const layout = h("div", { className: "layout" }, sidebar.root, main.root);
   replace(root, h("div", { className: "dn-app" }, top.root, main.banner, layout), tooltip.root);
+  const render = onceAFrame(() => {
+    const state = store.get();
+    top.render(state);
+    sidebar.render(state);
+    main.render(state, currentTheme());
+    tooltip.render(state);
+  });
+  store.subscribe(render);
+  watchTheme(render);
+  const poll = keepPolling(store, load, main.root, render);
+  return { store, poll };
+}
 
+/** `fn` run at most once per animation frame, however often it is asked for. */
+function onceAFrame(fn) {
   let queued = false;
-  const render = () => {
+  return () => {
     if (queued) return;
     queued = true;
     requestAnimationFrame(() => {
       queued = false;
-      const state = store.get();
-      const theme = currentTheme();
-      top.render(state);
-      sidebar.render(state);
-      main.render(state, theme);
-      tooltip.render(state);
+      fn();
     });
   };
-  store.subscribe(render);
-  watchTheme(render);
-  let lastPoll = 0;
-  const poll = () => {
-    lastPoll = Date.now();
-    load.poll();
+}
+
+/**
+ * Polls ./runs now, every POLL_MS while live and visible, and when `watched`
+ * is resized after a pause (TensorBoard hides the iframe of another tab and
+ * sends no event when it is shown again); a resize also redraws.
+ */
+function keepPolling(store, load, watched, redraw) {
+  let last = 0;
+  const poll = (force = false) => {
+    last = Date.now();
+    return load.poll(force);
   };
   const visible = () => document.visibilityState === "visible" && window.innerWidth > 0;
   new ResizeObserver(() => {
-    render();
-    if (visible() && store.get().live && Date.now() - lastPoll > POLL_MS) poll();
-  }).observe(main.root);
+    redraw();
+    if (visible() && store.get().live && Date.now() - last > POLL_MS) poll();
+  }).observe(watched);
   setInterval(() => store.get().live && visible() && poll(), POLL_MS);
   poll();
-  return { store, poll: load.poll };
+  return poll;
 }

@@ -20,6 +20,7 @@ import {
 } from "./matrix.js";
 import { memo } from "./memo.js";
 import { statSeries } from "./stats.js";
+import { rowOfUnit } from "./zoom.js";
 
 function lerp(a, b, t) {
   return a + (b - a) * t;
@@ -121,10 +122,11 @@ function outlineRow(ctx, y, width, height, dpr) {
 
 /**
  * One layer's heat map view. `onHover(cell|null, event)` and `onPick(unit)`
- * report what the pointer is over (cell: see `cellAt`).
+ * report what the pointer is over (cell: see `cellAt`); a click on a row of
+ * several units (an aggregated wide layer) calls `onZoom(cell)` instead.
  */
 export class HeatMap {
-  constructor({ onHover, onPick }) {
+  constructor({ onHover, onPick, onZoom }) {
     this.cells = document.createElement("canvas");
     this.canvas = h("canvas", { className: "heatmap-canvas", dataset: { testid: "heatmap" } });
     this.root = h("div", { className: "heatmap-scroll" }, this.canvas);
@@ -133,7 +135,7 @@ export class HeatMap {
     this.order = null;
     this.selectedUnit = null;
     this.paint = memo((timeline, matrix, orderName) => {
-      const order = unitOrder(timeline, orderName);
+      const order = unitOrder(timeline, orderName, matrix);
       this.order = order;
       this.rowOf = new Uint32Array(matrix.units);
       for (let r = 0; r < order.length; r++) this.rowOf[order[r]] = r;
@@ -144,7 +146,8 @@ export class HeatMap {
     this.canvas.addEventListener("mouseleave", (e) => onHover(null, e));
     this.canvas.addEventListener("click", (e) => {
       const cell = this.cellAt(e);
-      if (cell) onPick(cell.unit);
+      if (cell && cell.unitStop - cell.unit > 1) onZoom(cell);
+      else if (cell) onPick(cell.unit);
     });
   }
 
@@ -175,28 +178,42 @@ export class HeatMap {
     const ctx = this.canvas.getContext("2d");
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(this.cells, 0, 0, this.canvas.width, this.canvas.height);
-    if (unit !== null && unit < this.matrix.units) {
-      outlineRow(ctx, this.rowOf[unit] * rowH * dpr, this.canvas.width, rowH * dpr, dpr);
-    }
+    const row = unit === null ? -1 : this.rowFor(unit);
+    if (row >= 0) outlineRow(ctx, row * rowH * dpr, this.canvas.width, rowH * dpr, dpr);
   }
 
-  /** The cell under a pointer event: {unit, index, step, state, share, gradDormant} or null. */
+  /** The heat-map row showing `unit`; -1 when it is outside the matrix. */
+  rowFor(unit) {
+    const m = this.matrix;
+    if (m.wholeLayer) return unit < m.units ? this.rowOf[unit] : -1;
+    return rowOfUnit(m.unitBounds, unit);
+  }
+
+  /**
+   * The cell under a pointer event, or null: {unit, unitStop (units
+   * [unit, unitStop) share the row), deadUnits (of the row, at most at once;
+   * null for one-unit rows), index, step (the block's last), state, share,
+   * gradDormant}.
+   */
   cellAt(event) {
     if (!this.matrix) return null;
     const rect = this.canvas.getBoundingClientRect();
     const x = event.clientX - rect.left;
     const y = event.clientY - rect.top;
     if (x < 0 || y < 0 || x >= rect.width || y >= rect.height) return null;
-    const { units, steps, bytes } = this.matrix;
+    const { units, steps, bytes, unitBounds, stepBounds, dead, wholeLayer } = this.matrix;
     const t = Math.min(steps - 1, Math.floor((x / rect.width) * steps));
     const row = Math.min(units - 1, Math.floor((y / rect.height) * units));
-    const unit = this.order[row];
-    const byte = bytes[unit * steps + t];
+    const source = this.order[row];
+    const unit = wholeLayer ? source : unitBounds[source];
+    const byte = bytes[source * steps + t];
     const state = cellState(byte);
     return {
       unit,
-      index: t,
-      step: this.timeline.steps[t],
+      unitStop: wholeLayer ? unit + 1 : unitBounds[source + 1],
+      deadUnits: dead ? dead[source * steps + t] : null,
+      index: stepBounds[t + 1] - 1,
+      step: this.timeline.steps[stepBounds[t + 1] - 1],
       state: STATE_NAMES[state],
       share: state === NO_DATA ? null : cellShare(byte),
       gradDormant: cellGradDormant(byte),
@@ -206,6 +223,7 @@ export class HeatMap {
 
 /** Tooltip lines for a hovered cell (statistics from a ./unit response when known). */
 export function tooltipLines(run, tag, cell, timeline, unitData) {
+  if (cell.unitStop - cell.unit > 1) return blockLines(run, tag, cell);
   const share = cell.share === null ? "" : ` · active share ≈ ${formatPercent(cell.share)}`;
   const diedAt = timeline.died_at ? timeline.died_at[cell.unit] : null;
   const revived = timeline.revived && timeline.revived[cell.unit] ? " · revived" : "";
@@ -225,5 +243,17 @@ export function tooltipLines(run, tag, cell, timeline, unitData) {
   return [
     ...lines,
     series.map(([label, values]) => `${label} ${formatNumber(values[i])}`).join(" · "),
+  ];
+}
+
+/** Tooltip lines for a row of several units (an aggregated wide layer). */
+function blockLines(run, tag, cell) {
+  const n = cell.unitStop - cell.unit;
+  const dead = cell.deadUnits ? `${cell.deadUnits} of ${n} units dead` : `none of ${n} units dead`;
+  return [
+    `units ${cell.unit}–${cell.unitStop - 1} · step ${cell.step}`,
+    `${run} · ${tag}`,
+    `${dead} · most telling: ${cell.state}`,
+    "click to zoom into these units",
   ];
 }

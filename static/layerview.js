@@ -9,6 +9,7 @@ import { splitLayerKey, thresholdKey, unitKey } from "./state.js";
 import { DeadTable } from "./table.js";
 import { unitDetail } from "./unitview.js";
 import { entryStatus, errorBox, note, warningsBox } from "./widgets.js";
+import { zoomAround } from "./zoom.js";
 
 function swatch(background, text, extra = "") {
   return h(
@@ -103,13 +104,16 @@ export class LayerView {
     this.heatmap = new HeatMap({
       onHover: (cell, e) => on.hover(this, cell, e),
       onPick: (u) => on.pick(key, u),
+      onZoom: (cell) => on.zoom(key, zoomAround(cell.unit, cell.unitStop, this.units)),
     });
+    this.zoomBar = h("div", { className: "zoom-bar muted small", dataset: { testid: "zoom-bar" } });
     this.axis = h("div", { className: "heatmap-axis" });
     this.unitBox = h("div", {});
     this.table = new DeadTable((unit) => on.pick(key, unit));
     const parts = [
       this.hints,
       this.legend,
+      this.zoomBar,
       this.heatmap.root,
       this.axis,
       this.unitBox,
@@ -133,6 +137,12 @@ export class LayerView {
       replace(this.legend, legend(Array.isArray(data.grad_dormant_count)));
       replace(this.axis, stepAxis(data));
     });
+    this.showZoom = memo((matrix, units, zoomed) =>
+      replace(
+        this.zoomBar,
+        zoomBar(matrix, units, zoomed, () => on.zoom(key, null)),
+      ),
+    );
     this.showUnit = memo((unit, entry, width, theme) =>
       replace(this.unitBox, unitBox(unit, entry, width, on, key)),
     );
@@ -148,6 +158,8 @@ export class LayerView {
     this.showData(data);
     const selected = this.key in state.selectedUnits ? state.selectedUnits[this.key] : null;
     const t0 = performance.now();
+    this.units = data.units;
+    this.showZoom(data.cells, data.units, Boolean(state.zooms && state.zooms[this.key]));
     this.heatmap.setData(data, data.cells, state.order);
     this.heatmap.setSelectedUnit(selected);
     const drawn = this.heatmap.draw(width);
@@ -165,6 +177,25 @@ export class LayerView {
     this.table.update(this.run, this.tag, data);
     return drawn;
   }
+}
+
+/** What part of a wide layer the heat map shows, and the way back to all units. */
+function zoomBar(matrix, units, zoomed, showAll) {
+  if (matrix.wholeLayer && !zoomed) return null;
+  const first = matrix.unitBounds[0];
+  const last = matrix.unitBounds[matrix.units] - 1;
+  const perRow = (last - first + 1) / matrix.units;
+  const rows =
+    perRow > 1
+      ? `one row per ~${Math.round(perRow)} units; a row with a dead unit shows dead (hover: how many); click a row to zoom in`
+      : "one row per unit";
+  const all = h("button", {
+    type: "button",
+    textContent: "show all units",
+    dataset: { testid: "zoom-out" },
+  });
+  all.addEventListener("click", showAll);
+  return [`units ${first}–${last} of ${units} · ${rows} `, zoomed ? all : null];
 }
 
 function measure(name, start) {

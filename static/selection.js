@@ -50,6 +50,14 @@ export function pickUnit(state, key, unit) {
   return { selectedUnits };
 }
 
+/** Zooms a layer's heat map into units [start, stop); null shows every unit again. */
+export function zoomLayer(state, key, range) {
+  const zooms = { ...state.zooms };
+  if (range) zooms[key] = range;
+  else delete zooms[key];
+  return { zooms };
+}
+
 /** The patch of a ./runs response; the first response selects a few runs. */
 export function runsPatch(state, body, now) {
   const runs = Array.isArray(body.runs) ? body.runs : [];

@@ -30,28 +30,8 @@ export class Sidebar {
   /** actions: toggleRun, toggleLayer, setFilter, setDefinition, setTau, setOrder */
   constructor(actions) {
     this.actions = actions;
+    this.makeControls(actions);
     this.runList = h("div", { className: "run-list", dataset: { testid: "runs" } });
-    this.definition = select("definition", [], actions.setDefinition);
-    this.tau = select(
-      "tau",
-      [...TAU_PRESETS.map((t) => option(t, `τ = ${t}`)), option("custom", "custom…")],
-      (v) => this.pickTau(v),
-    );
-    this.tauCustom = h("input", {
-      ...{ className: "control", type: "number", min: "0", step: "0.005", placeholder: "τ" },
-      ...{ hidden: true, dataset: { testid: "tau-custom" } },
-    });
-    this.tauCustom.addEventListener("change", () => {
-      const v = Number(this.tauCustom.value);
-      if (this.tauCustom.value !== "" && Number.isFinite(v) && v >= 0) actions.setTau(v);
-    });
-    const orders = [option("died", "by died-at step"), option("index", "by unit index")];
-    this.order = select("order", orders, actions.setOrder);
-    this.filter = h("input", {
-      ...{ className: "control", type: "search", placeholder: "filter layers" },
-      ...{ dataset: { testid: "layer-filter" } },
-    });
-    this.filter.addEventListener("input", () => actions.setFilter(this.filter.value));
     this.layerList = h("div", { className: "layer-list", dataset: { testid: "layers" } });
     this.root = h(
       "aside",
@@ -78,6 +58,27 @@ export class Sidebar {
     this.renderLayers = memo((runs, selectedRuns, selectedLayers, filter, timelines) =>
       this.showLayers(runs, selectedRuns, selectedLayers, filter, timelines),
     );
+  }
+
+  makeControls(actions) {
+    this.definition = select("definition", [], actions.setDefinition);
+    const taus = [...TAU_PRESETS.map((t) => option(t, `τ = ${t}`)), option("custom", "custom…")];
+    this.tau = select("tau", taus, (v) => this.pickTau(v));
+    this.tauCustom = h("input", {
+      ...{ className: "control", type: "number", min: "0", step: "0.005", placeholder: "τ" },
+      ...{ hidden: true, dataset: { testid: "tau-custom" } },
+    });
+    this.tauCustom.addEventListener("change", () => {
+      const v = Number(this.tauCustom.value);
+      if (this.tauCustom.value !== "" && Number.isFinite(v) && v >= 0) actions.setTau(v);
+    });
+    const orders = [option("died", "by died-at step"), option("index", "by unit index")];
+    this.order = select("order", orders, actions.setOrder);
+    this.filter = h("input", {
+      ...{ className: "control", type: "search", placeholder: "filter layers" },
+      ...{ dataset: { testid: "layer-filter" } },
+    });
+    this.filter.addEventListener("input", () => actions.setFilter(this.filter.value));
   }
 
   pickTau(value) {

@@ -42,6 +42,7 @@ export function initialState() {
     losses: {}, // run -> ./loss
     units: {}, // unit key -> ./unit
     selectedUnits: {}, // layer key -> unit index
+    zooms: {}, // layer key -> [unit_start, unit_stop) the heat map zooms into
   };
 }
 

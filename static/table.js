@@ -1,5 +1,6 @@
 // The dead-unit table of one layer and its CSV / JSON export (Blob download).
-// Rows and file contents come from deadunits.js.
+// Rows and file contents come from deadunits.js. A wide layer's table is
+// paged: MAX_ROWS rows in the DOM at a time, the exports hold all.
 
 import { DEFINITION_WORDS, definitionOf, deadRows, fileStem, toCsv, toJson } from "./deadunits.js";
 import { h, replace } from "./dom.js";
@@ -37,7 +38,10 @@ export class DeadTable {
     this.caption = h("div", { className: "table-caption" });
     this.thead = h("thead");
     this.tbody = h("tbody");
-    this.more = h("div", { className: "muted small" });
+    this.more = h("span", { className: "muted small", dataset: { testid: "table-page" } });
+    this.page = 0;
+    this.prevButton = button("‹ previous", "page-prev", () => this.turn(-1));
+    this.nextButton = button("next ›", "page-next", () => this.turn(1));
     this.csvButton = button("Export CSV", "export-csv", () => this.export("csv"));
     this.jsonButton = button("Export JSON", "export-json", () => this.export("json"));
     const table = h(
@@ -58,13 +62,15 @@ export class DeadTable {
       { className: "dead-units" },
       head,
       h("div", { className: "table-scroll" }, table),
-      this.more,
+      h("div", { className: "table-pager" }, this.prevButton, this.more, this.nextButton),
     );
     this.update = memo((run, tag, timeline) => this.show(run, tag, timeline));
   }
 
   show(run, tag, timeline) {
+    const same = this.run === run && this.tag === tag;
     Object.assign(this, { run, tag, timeline, rows: deadRows(timeline) });
+    if (!same) this.page = 0;
     const definition = definitionOf(timeline);
     const tau = definition === "dead" ? "" : ` (τ = ${timeline.thresholds.tau})`;
     const word = `${DEFINITION_WORDS[definition] || definition}${tau}`;
@@ -80,21 +86,36 @@ export class DeadTable {
         COLUMNS.map(([title]) => h("th", { scope: "col" }, title)),
       ),
     );
+    this.showPage();
+    this.csvButton.disabled = this.jsonButton.disabled = !this.rows.length;
+  }
+
+  /** Draws page `this.page` (kept inside the rows there are). */
+  showPage() {
+    const pages = Math.max(1, Math.ceil(this.rows.length / MAX_ROWS));
+    this.page = Math.min(Math.max(this.page, 0), pages - 1);
+    const first = this.page * MAX_ROWS;
+    const shown = this.rows.slice(first, first + MAX_ROWS);
     replace(
       this.tbody,
-      this.rows.slice(0, MAX_ROWS).map((r) => this.row(r)),
+      shown.map((r) => this.row(r)),
     );
     if (!this.rows.length) {
       this.tbody.append(
         h("tr", {}, h("td", { colSpan: COLUMNS.length, className: "muted" }, "none")),
       );
     }
-    const cut = this.rows.length > MAX_ROWS;
-    replace(
-      this.more,
-      cut ? `showing ${MAX_ROWS} of ${this.rows.length}; the exports hold all` : "",
-    );
-    this.csvButton.disabled = this.jsonButton.disabled = !this.rows.length;
+    const paged = pages > 1;
+    const where = `rows ${first + 1}–${first + shown.length} of ${this.rows.length}`;
+    replace(this.more, paged ? ` ${where}; the exports hold all ` : "");
+    this.prevButton.hidden = this.nextButton.hidden = !paged;
+    this.prevButton.disabled = this.page === 0;
+    this.nextButton.disabled = this.page === pages - 1;
+  }
+
+  turn(delta) {
+    this.page += delta;
+    this.showPage();
   }
 
   row(r) {

@@ -25,7 +25,8 @@ export class Tooltip {
       return;
     }
     this.render(state);
-    if (!state.units[this.unitKey(state)]) {
+    const oneUnit = cell.unitStop - cell.unit === 1;
+    if (oneUnit && !state.units[this.unitKey(state)]) {
       this.timer = setTimeout(() => this.loadUnit(view.run, view.tag, cell.unit), HOVER_DELAY_MS);
     }
   }
