@@ -185,10 +185,8 @@ function zoomBar(matrix, units, zoomed, showAll) {
   const first = matrix.unitBounds[0];
   const last = matrix.unitBounds[matrix.units] - 1;
   const perRow = (last - first + 1) / matrix.units;
-  const rows =
-    perRow > 1
-      ? `one row per ~${Math.round(perRow)} units; a row with a dead unit shows dead (hover: how many); click a row to zoom in`
-      : "one row per unit";
+  const how = "a row with a dead unit shows dead (hover: how many); click a row to zoom in";
+  const rows = perRow > 1 ? `one row per ~${Math.round(perRow)} units; ${how}` : "one row per unit";
   const all = h("button", {
     type: "button",
     textContent: "show all units",
