@@ -154,7 +154,11 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
         self._loss_samples = scalars or reader.ALL_SAMPLES
         self._downsample = hint if hint > 0 else reader.ALL_SAMPLES
         self._runs_cache = routes.RunsCache()
-        self._scanner = records.Scanner(getattr(context, "logdir", None))
+        self._timelines = routes.TimelineCache()
+        # In the background: a big log's first CRC check must not hold ./runs.
+        self._scanner = records.Scanner(
+            getattr(context, "logdir", None), background=True
+        )
 
     def get_plugin_apps(self):
         return {
@@ -196,7 +200,9 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
         query = query_from(request)
         rd = self._reader(request)
         view = view_from(request)
-        body = routes.timeline_impl(rd, run, tag, query, self._loss_samples, view)
+        body = routes.timeline_impl(
+            rd, run, tag, query, self._loss_samples, view, self._timelines
+        )
         data, body["matrix"]["data"] = body["matrix"]["data"], _RAW
         return _json(request, body, raw=data)
 

@@ -138,3 +138,17 @@ def test_scanner_reads_on_where_a_file_grew_and_sees_new_damage(tmp_path):
     assert f"byte {size}: record is not an Event" in warnings[0]
     assert "record data fails its CRC" in warnings[1]
     assert scanner.warnings("run") == warnings and scanner.warnings("other") == []
+
+
+def test_background_scanner_answers_at_once_then_names_the_damage(damaged, monkeypatch):
+    logdir, where = damaged
+    monkeypatch.setattr(records, "SYNC_BYTES", 0)  # every unread byte is "big"
+    scanner = records.Scanner(logdir, background=True)
+    first = scanner.warnings()
+    assert first[-1].startswith("checking ") and "event files" in first[-1]
+    deadline = time.monotonic() + 60
+    while scanner.warnings()[-1].startswith("checking "):
+        assert time.monotonic() < deadline, "background scan never finished"
+        time.sleep(0.05)
+    name, at = where["flipped"]
+    assert any(f"event file {name}, byte {at}:" in w for w in scanner.warnings())
