@@ -7,7 +7,7 @@ in ``REQUIRES`` below: both are written once.
 import pathlib
 import re
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = pathlib.Path(__file__).parent
 VERSION = re.search(
@@ -55,7 +55,8 @@ setup(
     python_requires=">=3.10",
     # The dashboard's sources sit in the top-level static/ (the project card's
     # layout) and ship inside the wheel as tb_deadneurons/static.
-    packages=["tb_deadneurons", "tb_deadneurons.proto", "tb_deadneurons.static"],
+    packages=find_packages(include=["tb_deadneurons", "tb_deadneurons.*"])
+    + ["tb_deadneurons.static"],
     package_dir={"tb_deadneurons.static": "static"},
     package_data={
         "tb_deadneurons.static": ["*.js", "*.css"],

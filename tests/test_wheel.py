@@ -97,6 +97,11 @@ def test_wheel_without_tensorflow_serves_the_dashboard(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for name in sorted(os.listdir(os.path.join(REPO, "static"))):
         assert f"tb_deadneurons/static/{name}" in names
+    package = os.path.join(REPO, "tb_deadneurons")
+    for folder, _, files in os.walk(package):
+        for py in (f for f in files if f.endswith(".py")):
+            path = os.path.relpath(os.path.join(folder, py), REPO)
+            assert path.replace(os.sep, "/") in names, f"{path} is not in the wheel"
     assert "tb_deadneurons/proto/plugin_data.proto" in names
     bindir = _venv_with(tmp_path, wheel)
     python = os.path.join(bindir, "python")
