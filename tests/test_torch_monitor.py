@@ -126,9 +126,9 @@ def train(model, logdir, x, y, steps=12, monitor_kwargs=None):
     return opt, monitor
 
 
-def _report(logdir) -> dict:
+def _report(logdir, *args: str) -> dict:
     out = subprocess.run(
-        [sys.executable, "-m", "tb_deadneurons.cli", "report", "--json", logdir],
+        [sys.executable, "-m", "tb_deadneurons.cli", "report", "--json", logdir, *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -235,3 +235,21 @@ def test_training_is_identical_with_and_without_the_monitor(tmp_path):
     for a, b in zip(tensors0, tensors1, strict=True):
         assert _same(a, b)
     assert torch.equal(rng0, rng1) and modes0 == modes1
+
+
+def test_gradients_row_is_dl_da_and_flags_units_with_zero_outgoing_weights(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 10), nn.ReLU(), nn.Linear(10, 3))
+    starved = [2, 7]
+    with torch.no_grad():
+        model[2].weight[:, starved] = 0.0  # active, but no gradient reaches them
+    x, y = torch.randn(48, 6), torch.randint(0, 3, (48,))
+    loss_fn = nn.functional.cross_entropy
+    with DeadNeuronMonitor(
+        model, str(tmp_path), probe_data=(x, y), gradients=True, loss_fn=loss_fn
+    ) as monitor:
+        a = model[1](model[0](x))
+        (g,) = torch.autograd.grad(loss_fn(model[2](a), y), [a])
+        _close(monitor.last_snapshot["1"], summary.snapshot_np(a, g))
+    layer = _report(str(tmp_path), "--tau", "0")["1"]  # exactly zero gradient
+    assert layer["grad_dormant_units"] == starved and layer["dead_now"] == []

@@ -20,34 +20,43 @@ from tb_deadneurons.torch import modules as modules_lib
 from tb_deadneurons.torch import stats
 
 
-@contextlib.contextmanager
-def training_view(model: torch.nn.Module):
+class TrainingView:
     """Dropout off, BatchNorm on batch statistics, no state changed.
 
     BatchNorm in ``eval`` mode with its running buffers set to None uses the
     batch's statistics and updates nothing (not even ``num_batches_tracked``);
     buffers, every module's ``training`` flag and the RNG state are restored.
+    The module lists are taken once, at construction.
     """
-    modes = [(m, m.training) for m in model.modules()]
-    norms = [
-        (m, m.running_mean, m.running_var)
-        for m in model.modules()
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-    ]
-    devices = sorted(
-        {p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"}
-    )
-    with torch.random.fork_rng(devices=devices):
-        try:
-            model.eval()
-            for m, _, _ in norms:
-                m.running_mean = m.running_var = None
-            yield
-        finally:
-            for m, mean, var in norms:
-                m.running_mean, m.running_var = mean, var
-            for m, mode in modes:
-                m.training = mode
+
+    def __init__(self, model: torch.nn.Module):
+        self._model = model
+        self._modules = list(model.modules())
+        self._norms = [
+            m
+            for m in self._modules
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        ]
+        self._devices = sorted(
+            {p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"}
+        )
+
+    @contextlib.contextmanager
+    def __call__(self):
+        modes = [m.training for m in self._modules]
+        buffers = [(m.running_mean, m.running_var) for m in self._norms]
+        with torch.random.fork_rng(devices=self._devices):
+            try:
+                for m in self._modules:
+                    m.training = False  # as eval(), without its recursion
+                for m in self._norms:
+                    m.running_mean = m.running_var = None
+                yield
+            finally:
+                for m, (mean, var) in zip(self._norms, buffers, strict=True):
+                    m.running_mean, m.running_var = mean, var
+                for m, mode in zip(self._modules, modes, strict=True):
+                    m.training = mode
 
 
 def call(model: torch.nn.Module, x):
@@ -102,6 +111,7 @@ class Probe:
         self.model, self._x, self._y = model, x, y
         self._gradients, self._loss_fn, self._epsilon = gradients, loss_fn, epsilon
         self._tags = {id(m): name for name, m in watched.items()}
+        self._view = TrainingView(model)
         param = next(model.parameters(), None)
         self._device = param.device if param is not None else torch.device("cpu")
         self.layout = self._discover(watched, explicit)
@@ -126,7 +136,7 @@ class Probe:
             if id(m) in self._tags or not any(True for _ in m.children()):
                 handles.append(m.register_forward_hook(on_leaf))
         try:
-            with torch.no_grad(), training_view(self.model), _fits(self.model):
+            with torch.no_grad(), self._view(), _fits(self.model):
                 outputs = {id(t) for t in _tensors(call(self.model, self._x))}
         finally:
             for h in handles:
@@ -171,7 +181,7 @@ class Probe:
         for m in {id(m): m for _, m, _, _ in self.layout}.values():
             handles.append(m.register_forward_hook(on_output))
         try:
-            with torch.set_grad_enabled(self._gradients), training_view(self.model):
+            with torch.set_grad_enabled(self._gradients), self._view():
                 out = call(self.model, self._x)
                 if self._gradients:
                     self._add_gradients(out, found, grads_of, axes)

@@ -84,17 +84,24 @@ def grad_mean_abs(g: torch.Tensor, unit_axis: int) -> torch.Tensor:
     return (total / finite.sum(0, dtype=torch.float32).clamp_min(1.0))[None]
 
 
+def _groups(with_gradients: bool) -> list[tuple[list[int], object]]:
+    """Row indices that share an encoding, with that encoding."""
+    names = metadata.stat_names(with_gradients)
+    groups: dict[bytes, list[int]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(metadata.ENCODINGS[name].SerializeToString(), []).append(i)
+    return [(rows, metadata.ENCODINGS[names[rows[0]]]) for rows in groups.values()]
+
+
+_GROUPS = {g: _groups(g) for g in (False, True)}
+
+
 def encode(rows: np.ndarray, with_gradients: bool) -> np.ndarray:
     """uint8 codes of float32 ``[num_stats, units]`` rows, as ``snapshot_np``.
 
     Rows that share an encoding are encoded in one ``codec.encode`` call.
     """
-    names = metadata.stat_names(with_gradients)
     codes = np.empty(rows.shape, np.uint8)
-    groups: dict[bytes, list[int]] = {}
-    for i, name in enumerate(names):
-        groups.setdefault(metadata.ENCODINGS[name].SerializeToString(), []).append(i)
-    for indices in groups.values():
-        enc = metadata.ENCODINGS[names[indices[0]]]
+    for indices, enc in _GROUPS[with_gradients]:
         codes[indices] = codec.encode(rows[indices], enc)
     return codes
