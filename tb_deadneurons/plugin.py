@@ -155,10 +155,7 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
         self._downsample = hint if hint > 0 else reader.ALL_SAMPLES
         self._runs_cache = routes.RunsCache()
         self._timelines = routes.TimelineCache()
-        # In the background: a big log's first CRC check must not hold ./runs.
-        self._scanner = records.Scanner(
-            getattr(context, "logdir", None), background=True
-        )
+        self._scanner = records.Scanner(getattr(context, "logdir", None))
 
     def get_plugin_apps(self):
         return {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
+from collections import OrderedDict
 from typing import NamedTuple
 
 import numpy as np
@@ -20,6 +21,9 @@ from tensorboard import errors
 from tb_deadneurons import analysis, overview, reader
 
 RUNS_CACHE_SIZE = 4096
+# Classified layers kept for ./timeline (see TimelineCache): ~6 MB each at
+# LLM width (11,008 units x 500 snapshots).
+TIMELINE_CACHE_SIZE = 8
 CELL = (
     "bits 7-6 state (0 active, 1 dormant, 2 dead, 3 no data); bit 5 grad-dormant "
     "(never without the gradient row); bits 4-0 round(active_fraction*31), "
@@ -140,6 +144,28 @@ def layer_mean_abs(stats) -> list:
     return significant(analysis.layer_mean_abs(stats))
 
 
+class TimelineCache:
+    """Classified layers (cell matrix + the rest of the ``./timeline`` body),
+    keyed by what changes when data arrives and by the query, so another view
+    of the same layer (overview, zoom) only aggregates. Least recently used
+    entries go first; a 11,008 x 500 layer holds ~6 MB."""
+
+    def __init__(self, size: int = TIMELINE_CACHE_SIZE):
+        self._size, self._entries, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key, compute):
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        value = compute()
+        with self._lock:
+            self._entries[key] = value
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return value
+
+
 def timeline_impl(
     rd: reader.Reader,
     run: str,
@@ -147,18 +173,35 @@ def timeline_impl(
     query: Query,
     loss_samples: int,
     view: overview.View | None = None,
+    cache: TimelineCache | None = None,
 ) -> dict:
     """The ``./timeline`` body; ``matrix.data`` is the base64 cell matrix,
     aggregated to ``view`` (``overview.matrix_json``; a bad view -> 400)."""
-    series, stats, result, warnings = classified(rd, run, tag, query)
+
+    def compute():
+        return _timeline_layer(rd, run, tag, query, loss_samples)
+
+    if cache is None:
+        cells, body = compute()
+    else:
+        layer = rd.layers(run)[0].get(run, {}).get(tag)
+        newest = (layer.max_step, layer.max_wall_time) if layer else None
+        key = (rd.experiment_id, run, tag, newest, query, loss_samples)
+        cells, body = cache.get(key, compute)
     try:
-        matrix = overview.matrix_json(result.matrix(), CELL, view)
+        matrix = overview.matrix_json(cells, CELL, view)
     except ValueError as e:
         raise errors.InvalidArgumentError(str(e)) from None
+    # First key: plugin splices the base64 data in by position.
+    return {"matrix": matrix, **body}
+
+
+def _timeline_layer(rd, run, tag, query, loss_samples):
+    """(uint8 [units, steps] cell matrix, the body of ``./timeline`` but
+    its ``matrix``) of one layer."""
+    series, stats, result, warnings = classified(rd, run, tag, query)
     score_now = result.score[-1] if len(result.steps) else [math.nan] * result.units
-    return {
-        # First key: plugin splices the base64 data in by position.
-        "matrix": matrix,
+    return result.matrix(), {
         "run": run,
         "tag": tag,
         "units": result.units,

@@ -8,10 +8,12 @@ import os
 
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing import data_provider
+from tensorboard.backend.event_processing import plugin_event_multiplexer as pem
 from werkzeug.test import Client
 
-from tb_deadneurons import analysis, codec, metadata, overview, summary
-from tests.support import EventWriter
+from tb_deadneurons import analysis, codec, metadata, overview, reader, routes, summary
+from tests.support import EventWriter, relu_batch
 from tests.test_plugin_routes import make_app
 
 ACTIVE, DORMANT, DEAD, NO_DATA = (
@@ -249,3 +251,50 @@ def test_timeline_bad_view_is_a_400_naming_the_parameter(wide_client, query, nam
     )
     assert response.status_code == 400
     assert name in response.get_data(as_text=True)
+
+
+# --- the timeline cache: another view of a classified layer only aggregates --
+
+
+def test_timeline_cache_keeps_the_most_recently_used_layers():
+    cache = routes.TimelineCache(size=2)
+    computed = []
+
+    def value(name):
+        def compute():
+            computed.append(name)
+            return name
+
+        return compute
+
+    for name in ["a", "b", "a", "c", "a", "b"]:
+        assert cache.get(name, value(name)) == name
+    assert computed == ["a", "b", "c", "b"]  # c pushed out b, the least recent
+
+
+def test_cached_timeline_follows_new_snapshots_and_thresholds(tmp_path):
+    rng = np.random.default_rng(2)
+    run_dir = os.path.join(tmp_path, "grow")
+    multiplexer = pem.EventMultiplexer(tensor_size_guidance={"deadneurons": 100})
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path))
+    rd = reader.Reader(provider, "", downsample=100)
+    cache = routes.TimelineCache()
+    query = routes.Query()
+
+    def timeline(q=query, view=None):
+        multiplexer.AddRunsFromDirectory(str(tmp_path))
+        multiplexer.Reload()
+        return routes.timeline_impl(rd, "grow", "ffn", q, 100, view, cache)
+
+    with EventWriter(run_dir) as w:
+        for step in range(3):
+            w.snapshot("ffn", step, relu_batch(rng, 16, 64, [1]))
+    assert timeline()["steps"] == [0, 1, 2]
+    zoom = timeline(view=overview.View(unit_start=0, unit_stop=8))
+    assert zoom["matrix"]["shape"] == [8, 3] and zoom["dead_now"] == [1]
+    with EventWriter(run_dir) as w:  # a second event file: training went on
+        w.snapshot("ffn", 3, relu_batch(rng, 16, 64, [1, 2]))
+    assert timeline()["steps"] == [0, 1, 2, 3]
+    assert timeline()["dead_now"] == [1, 2]
+    dormant = timeline(routes.Query(tau=10.0))["dormant_now"]
+    assert len(dormant) == 64 != len(timeline()["dormant_now"])
