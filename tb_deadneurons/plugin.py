@@ -155,7 +155,10 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
         self._downsample = hint if hint > 0 else reader.ALL_SAMPLES
         self._runs_cache = routes.RunsCache()
         self._timelines = routes.TimelineCache()
-        self._scanner = records.Scanner(getattr(context, "logdir", None))
+        # In the background: a big log's first CRC check must not hold ./runs.
+        self._scanner = records.Scanner(
+            getattr(context, "logdir", None), background=True
+        )
 
     def get_plugin_apps(self):
         return {
