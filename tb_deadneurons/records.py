@@ -25,13 +25,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import struct
 import threading
 import time
 
+import numpy as np
 from tensorboard.compat.proto import event_pb2
-from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import (
+    CRC_TABLE,
+    masked_crc32c,
+)
 
 from tb_deadneurons import reader
 
@@ -41,6 +46,10 @@ SYNC_BYTES = 8 << 20
 _HEADER, _FOOTER = 12, 4
 # Read in blocks so a big file never sits in memory whole.
 _BLOCK = 1 << 22
+# CRCs are checked in batches; below _VECTOR_MIN records of one length the
+# scalar CRC is faster than a numpy pass per byte position.
+_BATCH_RECORDS, _BATCH_BYTES, _VECTOR_MIN = 4096, 32 << 20, 64
+_CRC_TABLE = np.array(CRC_TABLE, dtype=np.uint32)
 
 
 @dataclasses.dataclass
@@ -56,9 +65,10 @@ class FileScan:
     steps: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
 
-def _records(f, offset: int, scan: FileScan):
-    """Yields ``(position, data)`` of valid records from ``offset``; notes
-    damage in ``scan`` and leaves ``scan.offset`` after the last whole one."""
+def _framed(f, offset: int, scan: FileScan):
+    """Yields ``(position, data, masked CRC it should have)`` of each whole
+    record from ``offset``; stops at a bad length header (noted in ``scan``)
+    and leaves ``scan.offset`` after the last whole record."""
     f.seek(offset)
     buf, base = f.read(_BLOCK), offset
     pos = 0
@@ -83,14 +93,58 @@ def _records(f, offset: int, scan: FileScan):
             buf += more
         if len(buf) < end:
             break
-        data = buf[pos + _HEADER : end - _FOOTER]
-        if struct.unpack("<I", buf[end - _FOOTER : end])[0] != masked_crc32c(data):
-            scan.damage.append((base + pos, "record data fails its CRC"))
-        else:
-            yield base + pos, data
+        expected = struct.unpack("<I", buf[end - _FOOTER : end])[0]
+        yield base + pos, buf[pos + _HEADER : end - _FOOTER], expected
         pos = end
         scan.offset = base + pos
     scan.partial = base + len(buf) - scan.offset
+
+
+def masked_crcs(datas: list[bytes]) -> list[int]:
+    """TFRecord's masked CRC-32C of each of ``datas``.
+
+    Records of one length are checked together, one numpy pass per byte
+    position over all of them (a layer's snapshots share a length), which is
+    many times faster than TensorBoard's byte-by-byte Python CRC.
+    """
+    out = [0] * len(datas)
+    by_length: dict[int, list[int]] = {}
+    for i, data in enumerate(datas):
+        by_length.setdefault(len(data), []).append(i)
+    for length, index in by_length.items():
+        if len(index) < _VECTOR_MIN or not length:
+            for i in index:
+                out[i] = masked_crc32c(datas[i])
+            continue
+        joined = b"".join(datas[i] for i in index)
+        columns = np.frombuffer(joined, np.uint8).reshape(len(index), length)
+        crc = np.full(len(index), 0xFFFFFFFF, dtype=np.uint32)
+        for byte in np.ascontiguousarray(columns.T):
+            crc = _CRC_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+        crc ^= np.uint32(0xFFFFFFFF)
+        masked = ((crc >> 15) | (crc << 17)) + np.uint32(0xA282EAD8)
+        for i, value in zip(index, masked.tolist(), strict=True):
+            out[i] = value
+    return out
+
+
+def _records(f, offset: int, scan: FileScan):
+    """Yields ``(position, data)`` of the records from ``offset`` whose data
+    passes its CRC; notes the others in ``scan``."""
+    batch, size = [], 0
+    for item in itertools.chain(_framed(f, offset, scan), [None]):
+        if item is not None:
+            batch.append(item)
+            size += len(item[1])
+            if len(batch) < _BATCH_RECORDS and size < _BATCH_BYTES:
+                continue
+        crcs = masked_crcs([data for _, data, _ in batch])
+        for (position, data, expected), crc in zip(batch, crcs, strict=True):
+            if crc != expected:
+                scan.damage.append((position, "record data fails its CRC"))
+            else:
+                yield position, data
+        batch, size = [], 0
 
 
 def scan_file(path: str, previous: FileScan | None = None) -> FileScan:
@@ -118,7 +172,7 @@ def scan_file(path: str, previous: FileScan | None = None) -> FileScan:
 
 def _damage_warnings(name: str, scan: FileScan, now: float) -> list[str]:
     out = []
-    for position, what in scan.damage:
+    for position, what in sorted(scan.damage):
         if scan.stopped and position == scan.offset:
             skipped = (
                 f"neither loader reads the {scan.size - position} bytes from here "

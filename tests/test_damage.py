@@ -152,3 +152,21 @@ def test_background_scanner_answers_at_once_then_names_the_damage(damaged, monke
         time.sleep(0.05)
     name, at = where["flipped"]
     assert any(f"event file {name}, byte {at}:" in w for w in scanner.warnings())
+
+
+def test_batched_crc_matches_tensorboards_and_finds_a_flip_among_many(tmp_path):
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    rng = np.random.default_rng(2)
+    datas = [rng.bytes(300) for _ in range(100)] + [b"", b"x", rng.bytes(7)]
+    assert records.masked_crcs(datas) == [masked_crc32c(d) for d in datas]
+    run_dir = str(tmp_path / "many")
+    with EventWriter(run_dir) as w:
+        for step in range(100):  # 100 records of one length: the numpy path
+            w.snapshot("dense", step, relu_batch(rng, 16, 8))
+    (name,) = os.listdir(run_dir)
+    path = os.path.join(run_dir, name)
+    at = record_offsets(path)[71]
+    _patch(path, at + 30, 0x01)
+    (warning,) = records.Scanner(str(tmp_path)).warnings()
+    assert f"byte {at}: record data fails its CRC" in warning
