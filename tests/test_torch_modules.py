@@ -97,6 +97,15 @@ def test_bad_arguments_raise_value_error_naming_them(tmp_path, kwargs, message):
         DeadNeuronMonitor(model, **args)
 
 
+def test_step_after_close_raises(tmp_path):
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+    monitor = DeadNeuronMonitor(model, str(tmp_path), probe_data=torch.randn(8, 4))
+    monitor.close()
+    monitor.close()  # closing twice is fine
+    with pytest.raises(ValueError, match=r"step\(\) called after close"):
+        monitor.step()
+
+
 def test_functional_activations_only_raise_saying_what_to_do(tmp_path):
     model = nn.Sequential(nn.Linear(4, 6), nn.Linear(6, 2))
     with pytest.raises(ValueError, match=r"F\.relu in forward\) cannot be hooked"):

@@ -157,6 +157,8 @@ class DeadNeuronMonitor:
         """
         if not self.active:
             return
+        if self._writer is None:
+            raise ValueError("DeadNeuronMonitor.step() called after close()")
         previous = self._step
         self._step = previous + 1 if global_step is None else int(global_step)
         self._last_loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
@@ -187,7 +189,9 @@ class DeadNeuronMonitor:
         flat = rows.reshape(-1)
         if isinstance(loss, torch.Tensor):
             # The loss rides along: one device-to-host transfer per snapshot.
-            flat = torch.cat([flat, loss.reshape(-1)[:1].float().to(flat.device)])
+            flat = torch.cat(
+                [flat, loss.detach().reshape(-1)[:1].float().to(flat.device)]
+            )
         host = flat.cpu().numpy()
         if isinstance(loss, torch.Tensor):
             loss = host[-1]

@@ -47,8 +47,10 @@ class TrainingView:
         buffers = [(m.running_mean, m.running_var) for m in self._norms]
         with torch.random.fork_rng(devices=self._devices):
             try:
+                # As eval(); ``training`` is a plain attribute, and setting
+                # it through __dict__ skips Module.__setattr__'s checks.
                 for m in self._modules:
-                    m.training = False  # as eval(), without its recursion
+                    m.__dict__["training"] = False
                 for m in self._norms:
                     m.running_mean = m.running_var = None
                 yield
@@ -56,7 +58,7 @@ class TrainingView:
                 for m, (mean, var) in zip(self._norms, buffers, strict=True):
                     m.running_mean, m.running_var = mean, var
                 for m, mode in zip(self._modules, modes, strict=True):
-                    m.training = mode
+                    m.__dict__["training"] = mode
 
 
 def call(model: torch.nn.Module, x):
