@@ -216,8 +216,8 @@ class Scanner:
     """Damage and restart warnings for the event files under a log dir.
 
     Thread-safe; keep one per log dir so its cache lasts. A log dir that is
-    not a local directory (``gs://...``) gives no warnings. The CRC check
-    runs at about 10 MB/s (TensorBoard's pure-Python CRC-32C); with
+    not a local directory (``gs://...``) gives no warnings. A first scan
+    reads about 20-35 MB/s on one busy core (``masked_crcs``); with
     ``background=True`` more than ``SYNC_BYTES`` of unread bytes are scanned
     in a thread, and ``warnings`` answers at once with what is known so far
     and a line saying the check is under way.
@@ -231,6 +231,7 @@ class Scanner:
         self._lock = threading.Lock()  # guards _files, _errors, _thread
         self._scan_lock = threading.Lock()  # one scan at a time
         self._thread: threading.Thread | None = None
+        self._restart_cache: dict[str, tuple] = {}
 
     def _paths(self) -> list[str]:
         logdir = self._logdir
@@ -304,11 +305,23 @@ class Scanner:
             if path not in files:
                 continue
             out += _damage_warnings(rel, files[path], now)
-            merged = by_run.setdefault(name, {})
-            for tag, steps in files[path].steps.items():
-                merged.setdefault(tag, []).extend(steps)
-        for name, steps in by_run.items():
-            warning = _restart_warning(name, steps)
+            by_run.setdefault(name, []).append(files[path])
+        for name, scans in by_run.items():
+            warning = self._restarts(name, scans)
             if warning:
                 out.append(warning)
         return out
+
+    def _restarts(self, run: str, scans: list[FileScan]) -> str | None:
+        """``_restart_warning`` of a run's files, cached by their sizes."""
+        key = tuple((scan.size, scan.mtime) for scan in scans)
+        cached = self._restart_cache.get(run)
+        if cached and cached[0] == key:
+            return cached[1]
+        merged: dict[str, list[int]] = {}
+        for scan in scans:
+            for tag, steps in scan.steps.items():
+                merged.setdefault(tag, []).extend(steps)
+        warning = _restart_warning(run, merged)
+        self._restart_cache[run] = (key, warning)
+        return warning
