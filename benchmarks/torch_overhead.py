@@ -4,7 +4,9 @@ Prints ratios measured side by side in one run: (training time + time spent
 inside the logging calls) / training time, for the monitor at its default
 period, the monitor with a snapshot every step, and
 ``SummaryWriter.add_histogram`` of the same activations (the ReLU output on
-the same 256-sample probe batch) every 100 steps. Rounds alternate between
+the same 256-sample probe batch) every 100 steps; and the monitor every
+step with a 32-sample probe (one batch), to show what the probe's forward
+pass costs. Rounds alternate between
 the variants; min and median over rounds are shown.
 
     nice -n 10 python3 benchmarks/torch_overhead.py [--steps 2000 --rounds 5]
@@ -53,8 +55,9 @@ def _round(variant: str, steps: int, x, y, logdir) -> tuple[float, float]:
     if variant == "monitor_default":
         m = DeadNeuronMonitor(model, logdir, probe_data=probe)
         log, close = m.step, m.close
-    elif variant == "monitor_every_step":
-        m = DeadNeuronMonitor(model, logdir, probe_data=probe, every_n_steps=1)
+    elif variant.startswith("monitor_every_step"):
+        size = 32 if variant.endswith("probe32") else 256
+        m = DeadNeuronMonitor(model, logdir, probe_data=x[:size], every_n_steps=1)
         log, close = m.step, m.close
     elif variant == "add_histogram_100":
         log, close = _histogram_logger(model, logdir, probe)
@@ -87,21 +90,26 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     x, y = torch.randn(4096, 784), torch.randint(0, 10, (4096,))
-    variants = ["monitor_default", "monitor_every_step", "add_histogram_100"]
+    variants = [
+        "monitor_default",
+        "monitor_every_step",
+        "monitor_every_step_probe32",
+        "add_histogram_100",
+    ]
     ratios = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as logdir:
         _round("none", 200, x, y, logdir)  # warm-up
         for r in range(args.rounds):
-            for v in variants[r % 3 :] + variants[: r % 3]:
+            for v in variants[r % 4 :] + variants[: r % 4]:
                 train, inside = _round(v, args.steps, x, y, f"{logdir}/{v}{r}")
                 ratios[v].append((train + inside) / train)
     print(
         f"MLP 784-64-10, batch 32, Adam, {args.steps} steps x {args.rounds} "
         f"rounds, torch threads {args.threads}, probe 256 samples"
     )
-    print("variant                 ratio min   ratio median")
+    print(f"{'variant':26s}  ratio min   ratio median")
     for v in variants:
-        print(f"{v:22s}  {min(ratios[v]):9.4f}   {statistics.median(ratios[v]):9.4f}")
+        print(f"{v:26s}  {min(ratios[v]):9.4f}   {statistics.median(ratios[v]):9.4f}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import subprocess
 import sys
 
@@ -253,3 +255,16 @@ def test_gradients_row_is_dl_da_and_flags_units_with_zero_outgoing_weights(tmp_p
         _close(monitor.last_snapshot["1"], summary.snapshot_np(a, g))
     layer = _report(str(tmp_path), "--tau", "0")["1"]  # exactly zero gradient
     assert layer["grad_dormant_units"] == starved and layer["dead_now"] == []
+
+
+def test_metadata_is_written_in_each_tags_first_event_only(planted_logs):
+    from tensorboard.backend.event_processing import event_file_loader
+
+    mlp_dir, _ = planted_logs
+    (ours,) = glob.glob(os.path.join(mlp_dir, "*.deadneurons"))
+    described = {}
+    for event in event_file_loader.EventFileLoader(ours).Load():
+        for value in event.summary.value:
+            described.setdefault(value.tag, []).append(value.HasField("metadata"))
+    assert described["1"] == [True, False, False, False]
+    assert described["4"] == [True, False, False, False]
