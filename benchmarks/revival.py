@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 import tb_deadneurons
-from tb_deadneurons import demo, report
+from tb_deadneurons import api, demo
 
 
 def train(seed, data, epochs, every, revive) -> dict:
@@ -43,8 +43,7 @@ def train(seed, data, epochs, every, revive) -> dict:
         validation_data=(x_val, y_val),
     )
     seconds = time.perf_counter() - start
-    results, _ = report.analyse(log_dir)
-    layers = results["train"]
+    layers = api.load(log_dir).layers["train"]
     dead = sum(len(layer.result.dead_now) for layer in layers.values())
     units = sum(layer.result.units for layer in layers.values())
     _, accuracy = net.evaluate(x, y, verbose=0)
