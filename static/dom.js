@@ -39,6 +39,13 @@ export function s(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** A button that calls `onClick`; `testid` names it for the tests. */
+export function button(text, testid, onClick) {
+  const node = h("button", { type: "button", textContent: text, dataset: { testid } });
+  node.addEventListener("click", onClick);
+  return node;
+}
+
 /** Replaces all children of `node`. */
 export function replace(node, ...children) {
   node.replaceChildren();

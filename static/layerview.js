@@ -2,7 +2,7 @@
 // Every part redraws only when its inputs changed (memo.js).
 
 import { DEFINITION_WORDS } from "./deadunits.js";
-import { h, replace } from "./dom.js";
+import { button, h, replace } from "./dom.js";
 import { HeatMap, LEGEND } from "./heatmap.js";
 import { memo } from "./memo.js";
 import { splitLayerKey, thresholdKey, unitKey } from "./state.js";
@@ -187,12 +187,7 @@ function zoomBar(matrix, units, zoomed, showAll) {
   const perRow = (last - first + 1) / matrix.units;
   const how = "a row with a dead unit shows dead (hover: how many); click a row to zoom in";
   const rows = perRow > 1 ? `one row per ~${Math.round(perRow)} units; ${how}` : "one row per unit";
-  const all = h("button", {
-    type: "button",
-    textContent: "show all units",
-    dataset: { testid: "zoom-out" },
-  });
-  all.addEventListener("click", showAll);
+  const all = button("show all units", "zoom-out", showAll);
   return [`units ${first}–${last} of ${units} · ${rows} `, zoomed ? all : null];
 }
 

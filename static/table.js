@@ -3,7 +3,7 @@
 // paged: MAX_ROWS rows in the DOM at a time, the exports hold all.
 
 import { DEFINITION_WORDS, definitionOf, deadRows, fileStem, toCsv, toJson } from "./deadunits.js";
-import { h, replace } from "./dom.js";
+import { button, h, replace } from "./dom.js";
 import { formatNumber } from "./format.js";
 import { memo } from "./memo.js";
 
@@ -23,12 +23,6 @@ function download(name, type, text) {
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10000);
-}
-
-function button(text, testid, onClick) {
-  const b = h("button", { type: "button", textContent: text, dataset: { testid } });
-  b.addEventListener("click", onClick);
-  return b;
 }
 
 /** A table view bound to one layer; `update` redraws only for a new response. */

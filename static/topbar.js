@@ -1,7 +1,7 @@
 // The top bar (status, live updates, the mean |a| toggle, refresh) and the
 // page's theme, which follows TensorBoard's dark-mode toggle.
 
-import { h } from "./dom.js";
+import { button, h } from "./dom.js";
 import { memo } from "./memo.js";
 
 export const POLL_MS = 10000;
@@ -26,12 +26,7 @@ export class TopBar {
     meanAbsLabel.title =
       "Draw each layer's mean |activation| on the timeline (scaled to its maximum)";
     Object.assign(this, { live, meanAbs });
-    const refresh = h("button", {
-      type: "button",
-      textContent: "Refresh",
-      dataset: { testid: "refresh" },
-    });
-    refresh.addEventListener("click", actions.refresh);
+    const refresh = button("Refresh", "refresh", actions.refresh);
     const spacer = h("span", { className: "spacer" });
     const title = h("h1", {}, "Dead neurons");
     this.root = h(
