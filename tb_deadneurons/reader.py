@@ -134,15 +134,19 @@ def _kept(data: list) -> list:
     return data if keep.all() else [d for d, k in zip(data, keep, strict=True) if k]
 
 
-def local_data_provider(logdir: str):
-    """TensorBoard's own ``MultiplexerDataProvider`` over ``logdir``, every
-    snapshot kept (what ``tensorboard --load_fast=false`` reads with)."""
-    if "://" not in logdir and "tensorflow" not in sys.modules:
-        # Local files need no TensorFlow: TensorBoard's own no-TF switch
-        # (//tensorboard/compat:no_tensorflow) saves seconds of import.
+def without_tensorflow() -> None:
+    """Makes TensorBoard's readers in this process use their TensorFlow-free
+    stubs (its own //tensorboard/compat:no_tensorflow switch), saving seconds
+    of import. For command-line processes: it holds for the whole process."""
+    if "tensorflow" not in sys.modules:
         sys.modules.setdefault(
             "tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf")
         )
+
+
+def local_data_provider(logdir: str):
+    """TensorBoard's own ``MultiplexerDataProvider`` over ``logdir``, every
+    snapshot kept (what ``tensorboard --load_fast=false`` reads with)."""
     from tensorboard.backend.event_processing import data_provider
     from tensorboard.backend.event_processing import plugin_event_multiplexer as pem
 

@@ -37,7 +37,7 @@ import math
 import os
 import sys
 
-from tb_deadneurons import analysis, api, routes
+from tb_deadneurons import analysis, api, reader, routes
 
 _PROG = "tb-deadneurons report"
 
@@ -213,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
     problem = _check(args)
     if problem:
         return _fail(problem)
+    if "://" not in args.logdir:
+        reader.without_tensorflow()  # local files: no need to import it
     try:
         logs = api.load(args.logdir, args.run_name, args.tau)
     except Exception as e:  # noqa: BLE001 - any failure to read is "could not check"
