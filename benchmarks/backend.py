@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from tb_deadneurons import metadata, plugin, summary  # noqa: E402
+from tb_deadneurons import metadata, plugin, reader, summary  # noqa: E402
 from tests.support import EventWriter, free_port  # noqa: E402
 
 
@@ -122,7 +122,7 @@ def bench_routes(logdir: str, layers: int, units: int, snapshots: int, repeats: 
                 ctx,
                 experiment_id="",
                 plugin_name=metadata.PLUGIN_NAME,
-                downsample=plugin.ALL_SAMPLES,
+                downsample=reader.ALL_SAMPLES,
                 run_tag_filter=provider_lib.RunTagFilter(runs=["bench"], tags=[tag]),
             )["bench"][tag]
 
