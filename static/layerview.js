@@ -94,7 +94,7 @@ function timelineStatus(entry, definition) {
 }
 
 export class LayerView {
-  /** `on`: {hover(view, cell, event), pick(key, unit)}. */
+  /** `on`: {hover(view, cell, event), pick(key, unit), zoom(key, range or null)}. */
   constructor(key, on) {
     Object.assign(this, { key, ...splitLayerKey(key) });
     this.meta = h("span", { className: "muted small" });
@@ -128,6 +128,11 @@ export class LayerView {
       this.status,
       this.body,
     );
+    this.makeRenderers(key, on);
+  }
+
+  /** The view's parts, each redrawn only when its inputs changed (memo.js). */
+  makeRenderers(key, on) {
     this.showStatus = memo((entry, definition) =>
       replace(this.status, timelineStatus(entry, definition)),
     );
