@@ -140,31 +140,33 @@ def load(
     layers = {}
     for run_, tags in found.items():
         loss = rd.loss(run_, downsample=reader.ALL_SAMPLES)
-        for tag, listed in tags.items():
-            series = rd.series(run_, tag)
-            if not len(series.steps):
-                warnings += series.warnings
-                continue
-            _, stats, result, w = reader.classify_series(
-                series, tau, definition, constant_std
-            )
+        for tag in tags:
+            layer, w = _layer(rd, run_, tag, loss, (tau, definition, constant_std))
             warnings += w
-            if not len(result.steps):
-                continue
-            hints = analysis.hints(result, listed.meta.activation, loss)
-            layers.setdefault(run_, {})[tag] = Layer(
-                run_,
-                tag,
-                listed.meta.layer_class,
-                listed.meta.activation,
-                float(listed.meta.epsilon),
-                stats,
-                result,
-                hints,
-                rd.revivals(run_, tag),
-            )
+            if layer is not None:
+                layers.setdefault(run_, {})[tag] = layer
     warnings += records.Scanner(logdir).warnings(run)
     return Logs(layers, list(dict.fromkeys(warnings)))
+
+
+def _layer(rd: reader.Reader, run: str, tag: str, loss, thresholds: tuple):
+    """(the classified ``Layer`` or None without snapshots, its warnings)."""
+    series = rd.series(run, tag)
+    _, stats, result, warnings = reader.classify_series(series, *thresholds)
+    if not len(result.steps):
+        return None, warnings
+    meta = series.meta
+    return Layer(
+        run,
+        tag,
+        meta.layer_class,
+        meta.activation,
+        float(meta.epsilon),
+        stats,
+        result,
+        analysis.hints(result, meta.activation, loss),
+        rd.revivals(run, tag),
+    ), warnings
 
 
 def decode_snapshot(tensor, summary_metadata) -> dict[str, np.ndarray]:

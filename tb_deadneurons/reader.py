@@ -181,6 +181,21 @@ def parse_series_metadata(run: str, tag: str, content: bytes):
     return meta, []
 
 
+def _problem(arr, rows: int, units: int | None) -> str | None:
+    """Why a snapshot tensor cannot join its series, or None."""
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 2:
+        shape = getattr(arr, "shape", "?")
+        dtype = getattr(arr, "dtype", type(arr).__name__)
+        return f"tensor {dtype} {tuple(shape)}, expected uint8 [stats, units]"
+    if arr.shape[0] != rows:
+        return f"{arr.shape[0]} stat rows, metadata names {rows}"
+    if arr.shape[1] == 0:
+        return "no units"
+    if units is not None and arr.shape[1] != units:
+        return f"{arr.shape[1]} units, expected {units}"
+    return None
+
+
 def decode_series(run: str, tag: str, meta, data) -> Series:
     """Builds a ``Series`` from ``TensorDatum``s (see module docstring)."""
     warnings = []
@@ -196,17 +211,7 @@ def decode_series(run: str, tag: str, meta, data) -> Series:
     kept, steps, units = [], [], None
     for datum in _kept(data):
         arr = datum.numpy
-        problem = None
-        if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 2:
-            shape = getattr(arr, "shape", "?")
-            dtype = getattr(arr, "dtype", type(arr).__name__)
-            problem = f"tensor {dtype} {tuple(shape)}, expected uint8 [stats, units]"
-        elif arr.shape[0] != len(names):
-            problem = f"{arr.shape[0]} stat rows, metadata names {len(names)}"
-        elif arr.shape[1] == 0:
-            problem = "no units"
-        elif units is not None and arr.shape[1] != units:
-            problem = f"{arr.shape[1]} units, expected {units}"
+        problem = _problem(arr, len(names), units)
         if problem:
             warnings.append(f"{_where(run, tag, datum.step)}: {problem}; skipped")
             continue
