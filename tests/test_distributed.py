@@ -61,17 +61,27 @@ def _runs_with_events(log_dir) -> list[str]:
     )
 
 
-def _dead_units_by_step(run_dir) -> dict[int, list[int]]:
-    """Step → never-active units of "dense"; one entry per snapshot written."""
+def _snapshots(run_dir) -> dict[str, list[tuple[int, dict[str, np.ndarray]]]]:
+    # Imported here: the workers import this module before choosing a backend.
     from tests import events
 
-    series = events.snapshots(str(run_dir))
+    return events.snapshots(str(run_dir))
+
+
+def _dense(run_dir) -> dict[int, dict[str, np.ndarray]]:
+    """Step → stats of "dense", the run's only series; no step written twice."""
+    series = _snapshots(run_dir)
     assert list(series) == ["dense"], f"expected one series; got {list(series)}"
     steps = [step for step, _ in series["dense"]]
     assert len(steps) == len(set(steps)), f"a step written twice: {steps}"
+    return dict(series["dense"])
+
+
+def _dead_units_by_step(run_dir) -> dict[int, list[int]]:
+    """Step → never-active units of "dense"."""
     return {
         step: np.flatnonzero(stats["active_fraction"] == 0).tolist()
-        for step, stats in series["dense"]
+        for step, stats in _dense(run_dir).items()
     }
 
 
@@ -99,9 +109,9 @@ def test_multi_worker_custom_loop_writes_only_from_replica_zero(tmp_path):
     dead = _dead_units_by_step(tmp_path / "chief")
     assert sorted(dead) == list(range(STEPS))
     assert all(units == DEAD for units in dead.values()), dead
-    assert _snapshot_tags(tmp_path / "worker1") == []
+    assert _snapshots(tmp_path / "worker1") == {}
     # The snapshot describes replica 0's shard of the global batch.
-    counts = _counts(tmp_path / "chief")
+    counts = {round(float(s["count"][0])) for s in _dense(tmp_path / "chief").values()}
     assert counts == {GLOBAL_BATCH // 2}, counts
 
 
@@ -122,37 +132,13 @@ def test_keras_jax_data_parallel_fit_writes_only_from_process_zero(tmp_path):
     # The snapshots see the weights training has at their step: the first
     # matches the model before fit, the last the model after it (to the
     # codec's resolution, 2**0.1 - 1 = 7 %), and the two differ by more.
-    first, last = (
-        _mean_abs_at(tmp_path / "train", 0),
-        _mean_abs_at(tmp_path / "train", STEPS),
-    )
+    stats = _dense(tmp_path / "train")
+    first, last = stats[0]["mean_abs"], stats[STEPS]["mean_abs"]
     before, after = (np.load(tmp_path / f"{w}.npy") for w in ("before", "after"))
     live = np.setdiff1d(np.arange(UNITS), DEAD)
     np.testing.assert_allclose(first[live], before[live], rtol=0.08)
     np.testing.assert_allclose(last[live], after[live], rtol=0.08)
     assert np.max(np.abs(after[live] / before[live] - 1)) > 0.2
-
-
-def _snapshot_tags(run_dir) -> list[str]:
-    from tests import events
-
-    return list(events.snapshots(str(run_dir)))
-
-
-def _counts(run_dir) -> set[int]:
-    from tests import events
-
-    return {
-        int(round(float(stats["count"][0])))
-        for _, stats in events.snapshots(str(run_dir))["dense"]
-    }
-
-
-def _mean_abs_at(run_dir, step: int) -> np.ndarray:
-    from tests import events
-
-    series = dict(events.snapshots(str(run_dir))["dense"])
-    return series[step]["mean_abs"]
 
 
 # --- the workers ----------------------------------------------------------------
