@@ -63,6 +63,8 @@ class FileScan:
     stopped: bool = False  # a bad length header: nothing after it is readable
     partial: int = 0  # bytes of an incomplete record at the end
     steps: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    # (byte position, step) of each readable event with summary values.
+    events: list[tuple[int, int]] = dataclasses.field(default_factory=list)
 
 
 def _framed(f, offset: int, scan: FileScan):
@@ -156,6 +158,7 @@ def scan_file(path: str, previous: FileScan | None = None) -> FileScan:
         scan = dataclasses.replace(previous, size=st.st_size, mtime=st.st_mtime)
         scan.damage, scan.partial = list(previous.damage), 0
         scan.steps = {t: list(s) for t, s in previous.steps.items()}
+        scan.events = list(previous.events)
     else:
         scan = FileScan(st.st_size, st.st_mtime)
     with open(path, "rb") as f:
@@ -167,7 +170,17 @@ def scan_file(path: str, previous: FileScan | None = None) -> FileScan:
                 continue
             for value in event.summary.value:
                 scan.steps.setdefault(value.tag, []).append(event.step)
+            if event.summary.value:
+                scan.events.append((position, event.step))
     return scan
+
+
+def _after(scan: FileScan, position: int) -> str:
+    """The readable events after ``position``: "3 events, steps 6..9"."""
+    steps = [step for pos, step in scan.events if pos > position]
+    if not steps:
+        return "no readable event after it"
+    return f"{len(steps)} events after it, steps {min(steps)}..{max(steps)}"
 
 
 def _damage_warnings(name: str, scan: FileScan, now: float) -> list[str]:
@@ -181,8 +194,9 @@ def _damage_warnings(name: str, scan: FileScan, now: float) -> list[str]:
         else:
             skipped = (
                 "TensorBoard's Python loader (--load_fast=false) reads nothing "
-                f"from here on ({scan.size - position} bytes); the Rust data "
-                "server loads the damaged record as it is"
+                f"from here on ({scan.size - position} bytes, "
+                f"{_after(scan, position)}); the Rust data server loads the "
+                "damaged record as it is"
             )
         out.append(f"event file {name}, byte {position}: {what}; {skipped}")
     if scan.partial and now - scan.mtime >= SETTLE_SECONDS:

@@ -88,6 +88,7 @@ def test_runs_names_each_damaged_file_and_byte(damaged):
     text = "\n".join(warnings)
     name, at = where["flipped"]
     assert f"event file {name}, byte {at}: record data fails its CRC" in text
+    assert "4 events after it, steps 6..9" in text  # what the Python loader drops
     name, at = where["badlength"]
     assert f"event file {name}, byte {at}: bad length header" in text
     assert "neither loader reads" in text
