@@ -5,6 +5,7 @@ of the thresholds (found by mutation testing, issue 9 item 7)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tb_deadneurons import analysis
 
@@ -72,3 +73,86 @@ def test_classify_reports_dying_units_from_the_active_share():
     stats = {"active_fraction": af, "mean_abs": np.full(af.shape, 0.5)}
     result = analysis.classify(stats, np.arange(8) * 10)
     assert result.dying().tolist() == [True, False, False]
+
+
+def _dead_by_std(std, count=None, constant_std=1e-3):
+    std = np.asarray([std], dtype=np.float64)
+    stats = {
+        "active_fraction": np.full(std.shape, 0.5),
+        "mean_abs": np.full(std.shape, 0.5),
+        "std": std,
+    }
+    if count is not None:
+        stats["count"] = np.asarray([count], dtype=np.float64)
+    thresholds = analysis.Thresholds(constant_std=constant_std)
+    return analysis.classify(stats, [0], thresholds).dead[0].tolist()
+
+
+def test_constant_output_is_judged_against_the_lower_median_std():
+    # Five varying units: the lower median is 2, so the bar is 2e-3.
+    assert _dead_by_std([1.5e-3, 1, 2, 3, 4]) == [True] + [False] * 4
+    # At the bar exactly the unit counts as constant.
+    assert _dead_by_std([2e-3, 1, 2, 3, 4]) == [True] + [False] * 4
+    assert _dead_by_std([2.5e-3, 1, 2, 3, 4]) == [False] * 5
+
+
+def test_units_with_zero_std_do_not_drag_the_median_down():
+    # Three flat units; the median of the three varying ones is 1.
+    assert _dead_by_std([0, 0, 0, 5e-4, 1, 2]) == [True] * 4 + [False] * 2
+
+
+def test_units_without_data_do_not_count_towards_the_median():
+    # Unit 5 has no samples (count 0); its leftover std must not be a vote.
+    count = [64] * 5 + [0]
+    assert _dead_by_std([1.5e-3, 1, 2, 3, 4, 1e-9], count) == [True] + [False] * 5
+
+
+def test_constant_std_zero_keeps_only_exactly_flat_units():
+    assert _dead_by_std([0, 1e-9, 1, 2], constant_std=0.0) == [
+        True,
+        False,
+        False,
+        False,
+    ]
+
+
+def test_unit_never_above_epsilon_is_dead_even_if_its_output_varies():
+    # Below-epsilon output still has a spread: only the active share says dead.
+    stats = {
+        "active_fraction": np.array([[0.0, 0.5, 0.5]]),
+        "mean_abs": np.array([[0.01, 0.5, 0.5]]),
+        "std": np.array([[0.3, 0.5, 0.5]]),
+    }
+    assert analysis.classify(stats, [0]).dead[0].tolist() == [True, False, False]
+    del stats["std"]  # without the std row as well
+    assert analysis.classify(stats, [0]).dead[0].tolist() == [True, False, False]
+
+
+def test_dormant_score_is_relative_to_the_units_with_data_only():
+    # Unit 2 has no samples; its leftover mean_abs must not move the mean.
+    stats = {
+        "active_fraction": np.full((2, 3), 0.5),
+        "mean_abs": np.array([[0.2, 0.4, 5.0], [0.7, 3.0, 9.0]]),
+        "count": np.array([[1.0, 64.0, 0.0], [1.0, 0.0, 0.0]]),
+    }
+    result = analysis.classify(stats, [0, 10])
+    np.testing.assert_allclose(result.score[0, :2], [2 / 3, 4 / 3], rtol=1e-6)
+    assert np.isnan(result.score[0, 2])
+    # A single unit with data is exactly average.
+    np.testing.assert_allclose(result.score[1, 0], 1.0, rtol=1e-6)
+    assert result.has_data.tolist() == [[True, True, False], [True, False, False]]
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"definition": "zombie"}, "definition"),
+        ({"tau": -0.1}, "tau"),
+        ({"tau": float("nan")}, "tau"),
+        ({"constant_std": float("inf")}, "constant_std"),
+        ({"constant_std": -1e-3}, "constant_std"),
+    ],
+)
+def test_bad_thresholds_raise_value_error_naming_the_field(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        analysis.Thresholds(**kwargs)
