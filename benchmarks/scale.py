@@ -14,9 +14,13 @@ Rust data server), side by side with an empty log dir:
 output (batch 8 x 512 tokens) against that layer's forward matmul
 (``[4096, 4096] @ [4096, 11008]``), alternating the two.
 
+``--browser`` also times, in Chromium, request-to-drawn of the widest
+layer's overview and of a zoom into 512 units (the dashboard's own
+``performance.measure``).
+
 Usage: nice -n 10 python benchmarks/scale.py [--logdir DIR] [--keep]
        [--layers 32] [--units 11008] [--snapshots 500] [--no-server]
-       [--writer] [--loaders python,rust]
+       [--writer] [--browser] [--loaders python,rust]
 """
 
 from __future__ import annotations
@@ -138,7 +142,9 @@ def _empty_rss(load_fast: bool) -> float:
         shutil.rmtree(empty, ignore_errors=True)
 
 
-def bench_loader(logdir: str, layers: int, snapshots: int, load_fast: bool) -> None:
+def bench_loader(
+    logdir: str, layers: int, snapshots: int, load_fast: bool, browser: bool
+) -> None:
     name = "Rust data server" if load_fast else "Python loader"
     empty = _empty_rss(load_fast)
     proc, port = _start(logdir, load_fast)
@@ -170,11 +176,72 @@ def bench_loader(logdir: str, layers: int, snapshots: int, load_fast: bool) -> N
                 f"{got[0] * 1e3:4.0f} ms, warm min {got[1] * 1e3:4.0f} ms, "
                 f"median {got[2] * 1e3:4.0f} ms"
             )
+        if browser:
+            bench_browser(port, tag_of(layers - 1))
         after = _rss_kib(proc.pid) / 1024
         print(f"  RSS after these requests: {after - empty:.0f} MiB over empty")
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def _measured(frame, name: str, action=None, timeout_ms: int = 120000) -> float:
+    """ms of the dashboard's own measure ``name`` (request to drawn) after
+    ``action()``; without an action, of the first one."""
+    if action is not None:
+        frame.evaluate("performance.clearMeasures()")
+        action()
+    frame.wait_for_function(
+        "n => performance.getEntriesByName(n).length > 0", arg=name, timeout=timeout_ms
+    )
+    return frame.evaluate("n => performance.getEntriesByName(n)[0].duration", name)
+
+
+def bench_browser(port: int, tag: str) -> None:
+    """Chromium: request-to-drawn of a wide layer's overview (first view and
+    a threshold change) and of a zoom into 512 units (a click on a row)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser.conftest import CHROMIUM_ARGS, FRAME
+
+    name = f"deadneurons timeline {RUN}/{tag}"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS
+        )
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.goto(f"http://127.0.0.1:{port}/#deadneurons")
+        page.wait_for_selector(FRAME, timeout=120000)
+        frame = page.locator(FRAME).element_handle().content_frame()
+        locate = page.frame_locator(FRAME)
+        view = locate.locator(f"[data-testid=layer-view][data-tag='{tag}']")
+        first = _measured(frame, name, lambda: None, timeout_ms=600000)
+        tau = _measured(
+            frame,
+            name,
+            lambda: locate.locator("[data-testid=tau]").select_option("0.025"),
+        )
+        canvas = view.locator("[data-testid=heatmap]")
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        zoom = _measured(
+            frame,
+            name,
+            lambda: page.mouse.click(
+                box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            ),
+        )
+        again = _measured(
+            frame, name, lambda: view.locator("[data-testid=zoom-out]").click()
+        )
+        bar = view.locator("[data-testid=zoom-bar]").inner_text()
+        browser.close()
+    print(
+        f"  Chromium, {tag}: request to drawn {first:.0f} ms on first view, "
+        f"{tau:.0f} ms after a tau change (target <= 500); zoom into 512 units "
+        f"{zoom:.0f} ms (target <= 300); back to all units {again:.0f} ms"
+    )
+    print(f"    zoom bar after zooming out: {bar[:60]!r}")
 
 
 def bench_writer(units: int = 11008, hidden: int = 4096, tokens: int = 4096):
@@ -196,7 +263,7 @@ def bench_writer(units: int = 11008, hidden: int = 4096, tokens: int = 4096):
 
     times = {"matmul": [], "op": []}
     try:
-        for i in range(4):  # alternate, first round is warm-up
+        for i in range(3):  # alternate, first round is warm-up
             step = tf.constant(i, tf.int64)
             for name, fn, args in (("matmul", matmul, ()), ("op", snapshot, (step,))):
                 t = time.perf_counter()
@@ -223,6 +290,7 @@ def main() -> None:
     parser.add_argument("--snapshots", type=int, default=500)
     parser.add_argument("--no-server", action="store_true")
     parser.add_argument("--writer", action="store_true")
+    parser.add_argument("--browser", action="store_true", help="Chromium timings")
     parser.add_argument("--loaders", default="python,rust")
     args = parser.parse_args()
     if args.writer:
@@ -245,7 +313,9 @@ def main() -> None:
             f" M unit-steps, {size / 1e9:.2f} GB ({size / cells:.2f} B/unit-step)"
         )
         for loader in args.loaders.split(","):
-            bench_loader(args.logdir, args.layers, args.snapshots, loader == "rust")
+            bench_loader(
+                args.logdir, args.layers, args.snapshots, loader == "rust", args.browser
+            )
     finally:
         if not args.keep:
             shutil.rmtree(args.logdir, ignore_errors=True)
