@@ -268,3 +268,24 @@ def test_metadata_is_written_in_each_tags_first_event_only(planted_logs):
             described.setdefault(value.tag, []).append(value.HasField("metadata"))
     assert described["1"] == [True, False, False, False]
     assert described["4"] == [True, False, False, False]
+
+
+def test_batchnorm_runs_on_batch_statistics_unless_the_user_froze_it(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten()
+    )
+    with torch.no_grad():
+        model[1].running_mean.fill_(1e4)  # stale running statistics
+    x = torch.randn(16, 3, 6, 6)
+    dead = {}
+    for frozen in (False, True):
+        model[1].train(not frozen)
+        with DeadNeuronMonitor(model, str(tmp_path), probe_data=x) as monitor:
+            dead[frozen] = _dead_units(monitor.last_snapshot["2"])
+        assert model[1].training is not frozen
+    assert dead == {False: [], True: [0, 1, 2, 3]}
+
+
+def _dead_units(codes) -> list[int]:
+    return np.flatnonzero(codes[0] == 0).tolist()  # active_fraction row

@@ -25,6 +25,7 @@ class TrainingView:
 
     BatchNorm in ``eval`` mode with its running buffers set to None uses the
     batch's statistics and updates nothing (not even ``num_batches_tracked``);
+    a BatchNorm already in eval mode (frozen) keeps its running statistics;
     buffers, every module's ``training`` flag and the RNG state are restored.
     The module lists are taken once, at construction.
     """
@@ -44,18 +45,22 @@ class TrainingView:
     @contextlib.contextmanager
     def __call__(self):
         modes = [m.training for m in self._modules]
-        buffers = [(m.running_mean, m.running_var) for m in self._norms]
+        # A BatchNorm the user put in eval mode (frozen) trains on its running
+        # statistics, so the probe leaves it so, as Keras does for a BN layer
+        # with trainable=False.
+        norms = [m for m in self._norms if m.training]
+        buffers = [(m.running_mean, m.running_var) for m in norms]
         with torch.random.fork_rng(devices=self._devices):
             try:
                 # As eval(); ``training`` is a plain attribute, and setting
                 # it through __dict__ skips Module.__setattr__'s checks.
                 for m in self._modules:
                     m.__dict__["training"] = False
-                for m in self._norms:
+                for m in norms:
                     m.running_mean = m.running_var = None
                 yield
             finally:
-                for m, (mean, var) in zip(self._norms, buffers, strict=True):
+                for m, (mean, var) in zip(norms, buffers, strict=True):
                     m.running_mean, m.running_var = mean, var
                 for m, mode in zip(self._modules, modes, strict=True):
                     m.__dict__["training"] = mode
