@@ -2,12 +2,11 @@
 
 Prints ratios measured side by side in one run: (training time + time spent
 inside the logging calls) / training time, for the monitor at its default
-period, the monitor with a snapshot every step, and
-``SummaryWriter.add_histogram`` of the same activations (the ReLU output on
-the same 256-sample probe batch) every 100 steps; and the monitor every
-step with a 32-sample probe (one batch), to show what the probe's forward
-pass costs. Rounds alternate between
-the variants; min and median over rounds are shown.
+period (with and without ``gradients=True``), the monitor with a snapshot
+every step (probe of 256 samples, and of 32 to show what the probe's forward
+pass costs), and ``SummaryWriter.add_histogram`` of the same activations
+(the ReLU output on the same 256-sample probe) every 100 steps. Rounds
+rotate the order of the variants; min and median over rounds are shown.
 
     nice -n 10 python3 benchmarks/torch_overhead.py [--steps 2000 --rounds 5]
 """
@@ -55,6 +54,15 @@ def _round(variant: str, steps: int, x, y, logdir) -> tuple[float, float]:
     if variant == "monitor_default":
         m = DeadNeuronMonitor(model, logdir, probe_data=probe)
         log, close = m.step, m.close
+    elif variant == "monitor_default_gradients":
+        m = DeadNeuronMonitor(
+            model,
+            logdir,
+            probe_data=(probe, y[:256]),
+            gradients=True,
+            loss_fn=nn.functional.cross_entropy,
+        )
+        log, close = m.step, m.close
     elif variant.startswith("monitor_every_step"):
         size = 32 if variant.endswith("probe32") else 256
         m = DeadNeuronMonitor(model, logdir, probe_data=x[:size], every_n_steps=1)
@@ -92,6 +100,7 @@ def main() -> None:
     x, y = torch.randn(4096, 784), torch.randint(0, 10, (4096,))
     variants = [
         "monitor_default",
+        "monitor_default_gradients",
         "monitor_every_step",
         "monitor_every_step_probe32",
         "add_histogram_100",
@@ -100,7 +109,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as logdir:
         _round("none", 200, x, y, logdir)  # warm-up
         for r in range(args.rounds):
-            for v in variants[r % 4 :] + variants[: r % 4]:
+            for v in variants[r % len(variants) :] + variants[: r % len(variants)]:
                 train, inside = _round(v, args.steps, x, y, f"{logdir}/{v}{r}")
                 ratios[v].append((train + inside) / train)
     print(
