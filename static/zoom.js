@@ -4,8 +4,8 @@
 
 /** The most heat-map rows (and the width of a zoom window, in units). */
 export const MAX_ROWS = 512;
-/** The most heat-map columns; longer series are aggregated by the server. */
-export const MAX_COLS = 1000;
+/** The most heat-map columns (with MAX_ROWS, an overview stays under 1 MB of JSON). */
+export const MAX_COLS = 500;
 
 /**
  * The view parameters of a layer's ./timeline request: nothing for a layer
