@@ -1,36 +1,49 @@
-"""Writer overhead, measured side by side in one process (not a test).
+"""Writer overhead, measured side by side in one run (not a test).
 
-For two models -- the seed MLP (784 -> 64 ReLU -> 10 softmax, 60,000
-synthetic MNIST-shaped samples, batch 32) and a small ReLU CNN -- times one
-epoch of ``fit`` with: no callback; ``keras.callbacks.TensorBoard(
-histogram_freq=1)``; ``DeadNeuronCallback`` at defaults; and a custom
-``tf.function`` loop with and without our op at every step. Conditions are
-interleaved, repeated, and the minimum is printed as a ratio to "no
-callback". Timings of whole fits on this shared machine vary by +-20 %, so
-two direct measures are printed too: the time spent inside our callback's
-hooks, and the custom loop with and without the op alternating step by step.
-Also prints the on-disk bytes per unit per snapshot of our
-callback's event files.
+Default: the Keras callback on every Keras 3 backend. For each of
+tensorflow, jax and torch (one subprocess each, ``KERAS_BACKEND`` set), on
+the seed MLP (784 -> 64 ReLU -> 10 softmax, 60,000 synthetic samples, batch
+32, one epoch after a warm-up fit):
 
-    python benchmarks/overhead.py [--reps 3] [--cnn-samples 12000]
+- steady overhead: (epoch) / (epoch - time inside the callback's batch and
+  epoch hooks), with ``gradients=False`` and ``gradients=True`` (probe labels
+  given), at defaults; the time inside our hooks is our cost, measured
+  directly and far less noisy than two fit times on a shared machine;
+- start-up: seconds inside ``on_train_begin`` of the first fit (probe set-up:
+  one eager forward, the one trace of the compiled pass on tf/jax, and the
+  step-0 snapshot) and of a second fit (nothing to set up);
+- snapshot cost: one probe pass (forward, statistics, encoding) of a keras-hub
+  GPT-2 backbone (2 layers, hidden 256, FFN 1024, batch 8 x 128 tokens) per
+  watched unit, and of ResNet50 at 32x32 (batch 16), each next to the
+  model's own forward on the same batch.
+
+``--tf-op``: the older TensorFlow-only comparison (fit with
+``keras.callbacks.TensorBoard(histogram_freq=1)``, and a custom
+``tf.function`` loop with and without the ``summary.activations`` op at
+every step) plus on-disk bytes per unit per snapshot.
+
+    python benchmarks/overhead.py [--reps 2] [--backends tensorflow jax torch]
+    python benchmarks/overhead.py --tf-op [--reps 3] [--cnn-samples 12000]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.compat.proto import event_pb2
 
 import tb_deadneurons
-from tb_deadneurons import summary
+from tb_deadneurons import probe, summary
 
 HOOK_SHARES: list[float] = []
 
@@ -44,11 +57,20 @@ class TimedDeadNeuronCallback(tb_deadneurons.DeadNeuronCallback):
     """
 
     seconds = 0.0
+    begin_seconds: list[float] = []
 
     def _timed(self, hook, *args, **kwargs):
         start = time.perf_counter()
         hook(*args, **kwargs)
         self.seconds += time.perf_counter() - start
+
+    def on_train_begin(self, *args, **kwargs):
+        start = time.perf_counter()
+        super().on_train_begin(*args, **kwargs)
+        self.begin_seconds = [*self.begin_seconds, time.perf_counter() - start]
+
+    def on_train_end(self, *args, **kwargs):
+        self._timed(super().on_train_end, *args, **kwargs)
 
     def on_epoch_begin(self, *args, **kwargs):
         self._timed(super().on_epoch_begin, *args, **kwargs)
@@ -131,6 +153,8 @@ def time_custom_loop(build, x, y, logdir):
     so slow drifts of the machine hit both alike. Returns the seconds spent
     in each: ``(plain, with_op)``.
     """
+    import tensorflow as tf
+
     model = compiled(build)
     optimizer = model.optimizer
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
@@ -260,11 +284,7 @@ def measure(name, build, x, y, reps, tmp):
     )
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--cnn-samples", type=int, default=12000)
-    args = parser.parse_args()
+def tf_op(args):
     tmp = tempfile.mkdtemp(prefix="overhead-")
     setups = {
         "mlp": (mlp, *data(60000, (784,))),
@@ -272,6 +292,142 @@ def main():
     }
     for name, (build, x, y) in setups.items():
         measure(name, build, x, y, args.reps, tmp)
+
+
+# -- every backend ------------------------------------------------------------
+
+
+def callback_overhead(x, y, reps, tmp) -> dict:
+    """Hook shares (gradients off/on) and start-up seconds on the seed MLP."""
+    out = {"steady": {}, "startup_first_fit": [], "startup_second_fit": []}
+    for _ in range(reps):
+        for gradients in (False, True):
+            model = compiled(mlp)
+            cb = TimedDeadNeuronCallback(
+                tempfile.mkdtemp(dir=tmp),
+                (x[:256], y[:256]) if gradients else x[:256],
+                gradients=gradients,
+            )
+            model.fit(x[:1920], y[:1920], batch_size=32, verbose=0, callbacks=[cb])
+            cb.seconds = 0.0
+            start = time.perf_counter()
+            model.fit(x, y, batch_size=32, verbose=0, callbacks=[cb])
+            seconds = time.perf_counter() - start
+            share = cb.seconds / (seconds - cb.seconds)
+            out["steady"].setdefault(str(gradients), []).append(1 + share)
+            out["startup_first_fit"].append(cb.begin_seconds[0])
+            out["startup_second_fit"].append(cb.begin_seconds[1])
+    return out
+
+
+def _per_call(fn, reps=3) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def snapshot_costs() -> dict:
+    """Seconds of one probe pass vs. the model's forward, GPT-2 and ResNet50."""
+    import keras_hub
+
+    rng = np.random.default_rng(0)
+    gpt2 = keras_hub.models.GPT2Backbone(
+        vocabulary_size=1000,
+        num_layers=2,
+        num_heads=4,
+        hidden_dim=256,
+        intermediate_dim=1024,
+        max_sequence_length=128,
+    )
+    tokens = {
+        "token_ids": rng.integers(1, 1000, (8, 128)),
+        "padding_mask": np.ones((8, 128), bool),
+    }
+    resnet = keras.applications.ResNet50(
+        weights=None, input_shape=(32, 32, 3), classes=10
+    )
+    images = rng.random((16, 32, 32, 3), dtype=np.float32)
+    out = {}
+    for name, model, x in (("gpt2", gpt2, tokens), ("resnet50", resnet, images)):
+        p = probe.Probe(model, x)
+        units = sum(int(s[-1]) for s in p._shapes.values())
+        xt = keras.tree.map_structure(keras.ops.convert_to_tensor, x)
+        forward = _per_call(
+            lambda m=model, xt=xt: keras.tree.map_structure(
+                keras.ops.convert_to_numpy, m(xt, training=False)
+            )
+        )
+        snapshot = _per_call(p)
+        out[name] = {
+            "layers": len(p.watched),
+            "units": units,
+            "snapshot_s": snapshot,
+            "forward_s": forward,
+            "us_per_unit": 1e6 * snapshot / units,
+        }
+    return out
+
+
+def child(args) -> None:
+    tmp = tempfile.mkdtemp(prefix="overhead-")
+    x, y = data(60000, (784,))
+    result = {"backend": keras.backend.backend()}
+    result.update(callback_overhead(x, y, args.reps, tmp))
+    result["snapshot"] = snapshot_costs()
+    print(json.dumps(result))
+
+
+def backends(args) -> None:
+    for backend in args.backends:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", "--reps", str(args.reps)],
+            env={**os.environ, "KERAS_BACKEND": backend},
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode:
+            print(f"\n{backend}: failed\n{proc.stderr[-2000:]}")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"\n{r['backend']}: seed MLP, 60,000 samples, batch 32, defaults")
+        for grads, ratios in r["steady"].items():
+            print(
+                f"  steady, gradients={grads:5s}: epoch / (epoch - our hooks) = "
+                + ", ".join(f"{v:.4f}x" for v in ratios)
+            )
+        print(
+            "  start-up (on_train_begin): first fit "
+            + ", ".join(f"{v:.3f} s" for v in r["startup_first_fit"])
+            + "; second fit "
+            + ", ".join(f"{v:.3f} s" for v in r["startup_second_fit"])
+        )
+        for name, s in r["snapshot"].items():
+            print(
+                f"  snapshot {name}: {s['layers']} layers, {s['units']} units: "
+                f"{s['snapshot_s'] * 1e3:.1f} ms = {s['us_per_unit']:.1f} us/unit; "
+                f"the model's own forward {s['forward_s'] * 1e3:.1f} ms "
+                f"({s['snapshot_s'] / s['forward_s']:.2f}x)"
+            )
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--cnn-samples", type=int, default=12000)
+    parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
+    parser.add_argument("--tf-op", action="store_true")
+    parser.add_argument("--child", action="store_true")
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+    elif args.tf_op:
+        tf_op(args)
+    else:
+        backends(args)
 
 
 if __name__ == "__main__":
