@@ -291,3 +291,11 @@ def test_interrupted_fit_keeps_every_snapshot_written_so_far(tmp_path):
         6,
     ]
     assert os.listdir(tmp_path / "train")
+
+
+def test_gradients_on_a_backend_without_autodiff_fail_naming_the_backend():
+    from tb_deadneurons import probe
+
+    with pytest.raises(ValueError, match="'numpy'"):
+        probe.gradient_function("numpy")
+    assert callable(probe.gradient_function("jax"))
