@@ -9,8 +9,10 @@ processes' start-up.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -50,6 +52,15 @@ def _run_workers(argvs: list[list[str]], timeout: float = 300) -> None:
             proc.kill()
     for proc, argv, out in zip(procs, argvs, outputs, strict=True):
         assert proc.returncode == 0, f"worker {argv} failed:\n{out[-4000:]}"
+
+
+def _free_ports(n: int) -> list[str]:
+    """``n`` distinct free ports on 127.0.0.1 (all held open while chosen)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [str(sock.getsockname()[1]) for sock in socks]
 
 
 def _runs_with_events(log_dir) -> list[str]:
@@ -98,9 +109,7 @@ def test_mirrored_strategy_fit_writes_one_run_with_the_planted_units(tmp_path):
 
 
 def test_multi_worker_custom_loop_writes_only_from_replica_zero(tmp_path):
-    from tests.support import free_port
-
-    ports = f"{free_port()},{free_port()}"
+    ports = ",".join(_free_ports(2))
     _run_workers([["multi_worker", str(tmp_path), str(i), ports] for i in (0, 1)])
 
     # Both workers had a writer; TensorFlow records a summary made inside
@@ -116,9 +125,7 @@ def test_multi_worker_custom_loop_writes_only_from_replica_zero(tmp_path):
 
 
 def test_keras_jax_data_parallel_fit_writes_only_from_process_zero(tmp_path):
-    from tests.support import free_port
-
-    port = str(free_port())
+    (port,) = _free_ports(1)
     _run_workers([["jax_data_parallel", str(tmp_path), str(i), port] for i in (0, 1)])
 
     files = os.listdir(tmp_path / "train")
