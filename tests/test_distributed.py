@@ -31,7 +31,8 @@ STEPS = SAMPLES // GLOBAL_BATCH * EPOCHS
 def _run_workers(argvs: list[list[str]], timeout: float = 300) -> None:
     """Runs one process per argv at once; fails with their output if any fails."""
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("TF_CONFIG", None)
+    for name in ("TF_CONFIG", "KERAS_BACKEND"):  # each scenario sets its own
+        env.pop(name, None)
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.test_distributed", *argv],
