@@ -224,6 +224,9 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         return self._writer
 
     def _snapshot(self, loss: float | None) -> None:
+        # On jax, reading ``self.model`` syncs the weights of the running
+        # epoch back into the model's variables, which the probe reads.
+        self.model  # noqa: B018
         codes = self._probe()
         writer = self._events()
         for tag, layer in self._probe.watched.items():

@@ -75,6 +75,14 @@ def main(out_dir: str) -> dict:
         gradients=True,
     )
     model.fit(x, y, batch_size=16, epochs=1, callbacks=[cb], verbose=0)
+    # Weights that move fast: every mid-epoch snapshot must see new weights
+    # (on jax they live outside the model's variables during an epoch).
+    moving = planted_model()
+    moving.compile(keras.optimizers.SGD(0.5), "sparse_categorical_crossentropy")
+    cb_moving = tb_deadneurons.DeadNeuronCallback(
+        os.path.join(out_dir, "moving"), x[:32], every_n_batches=1
+    )
+    moving.fit(x, y, batch_size=16, epochs=1, callbacks=[cb_moving], verbose=0)
     result = {
         "backend": keras.backend.backend(),
         "tensorflow_imported": "tensorflow" in sys.modules,

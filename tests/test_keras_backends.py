@@ -72,6 +72,15 @@ def test_planted_units_are_found_on_every_backend(runs, backend):
     assert len(events.snapshots(str(path / "logs" / "example" / "train"))) == 2
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_snapshot_sees_the_weights_of_its_step(runs, backend):
+    snaps = events.snapshots(str(runs[backend][1] / "moving" / "train"))["dense"]
+    assert [s for s, _ in snaps] == [0, 1, 2, 3, 4]
+    means = [stats["mean"] for _, stats in snaps]
+    for before, after in zip(means, means[1:], strict=False):
+        assert not np.array_equal(before, after)
+
+
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_jax_and_torch_backends_never_import_tensorflow(runs, backend):
     assert runs[backend][0]["tensorflow_imported"] is False
