@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from tb_deadneurons import diagnosis
+from tb_deadneurons import analysis, diagnosis
 
 STEPS = np.arange(0, 100, 10)  # ten snapshots
 
@@ -120,3 +120,19 @@ def test_gradient_starved_evidence_says_what_is_known_of_the_next_layer():
         some_dead
     )
     assert some_dead.startswith("1 of 2 units are active")
+
+
+def test_classified_tanh_layer_blames_only_its_flat_units_on_saturation():
+    # Through analysis.hints, as the report and ./timeline ask: unit 1 has a
+    # constant output (active, no spread), unit 2 never fires.
+    t, units = 4, 6
+    std = np.full((t, units), 0.3)
+    std[:, 1] = 0.0
+    af = np.full((t, units), 0.5)
+    af[:, 2] = 0.0
+    std[:, 2] = 0.0
+    stats = {"active_fraction": af, "mean_abs": np.full((t, units), 0.4), "std": std}
+    result = analysis.classify(stats, np.arange(t) * 10)
+    hints = {h["pattern"]: h for h in analysis.hints(result, "tanh")}
+    assert hints["saturation"]["units"] == [1]
+    assert "saturation" not in {h["pattern"] for h in analysis.hints(result, "relu")}

@@ -105,3 +105,17 @@ def test_loss_route_keeps_to_the_scalars_sampling_hint(logdir):
     sampled = Client(make_app(logdir, sampling_hints={"scalars": 3}))
     body = get(sampled, "loss?run=nanloss")
     assert len(body["steps"]) == 3 and body["steps"][-1] == 7
+
+
+@pytest.mark.parametrize(
+    "query, says",
+    [
+        ("tau=-1", "tau must be a number >= 0"),
+        ("constant_std=x", "constant_std must be a number >= 0"),
+        ("definition=zombie", "definition must be one of dead, dormant"),
+    ],
+)
+def test_bad_threshold_parameter_is_400_naming_it(client, query, says):
+    route = f"timeline?run=planted/train&tag=dense&{query}"
+    response = get(client, route, status=400)
+    assert says in response.get_data(as_text=True)
