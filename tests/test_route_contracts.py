@@ -26,6 +26,7 @@ def logdir(tmp_path_factory):
     with EventWriter(os.path.join(path, "unreadable")) as w:
         for step in range(3):  # float32, not uint8 codes: every snapshot skipped
             w.add(step, _raw("dense", step, np.zeros((7, 4), np.float32), good))
+        w.add(5, _raw("rows", 5, np.zeros((3, 4), np.uint8), good))  # 3 of 7 rows
     with EventWriter(os.path.join(path, "nanloss")) as w:
         for step in range(8):
             w.snapshot("dense", step, relu_batch(rng, 16, 4))
@@ -64,11 +65,16 @@ def test_unit_beyond_the_layer_is_404_saying_how_many_units_there_are(client):
 def test_runs_lists_a_layer_without_readable_snapshots_as_empty_not_dead(client):
     body = get(client, "runs")
     runs = {r["run"]: r["layers"] for r in body["runs"]}
-    (entry,) = runs["unreadable"]
+    entry, rows = runs["unreadable"]
+    assert rows["tag"] == "rows" and rows["snapshots"] == 0
     assert entry["tag"] == "dense" and entry["snapshots"] == 0
     assert entry["first_step"] is None and entry["last_step"] is None
     assert entry["dead_count_now"] == 0 and entry["dead_fraction_now"] == 0.0
-    assert any("run unreadable, tag dense, step 0" in w for w in body["warnings"])
+    warnings = body["warnings"]
+    assert "run unreadable, tag dense, step 0: tensor float32 (7, 4), expected " in (
+        "\n".join(warnings)
+    )
+    assert any("tag rows, step 5: 3 stat rows, metadata names 7" in w for w in warnings)
 
 
 def test_runs_entries_carry_layer_class_and_activation(client):
