@@ -218,3 +218,17 @@ def test_conv_bn_relu_on_uncentred_inputs_shows_only_the_planted_dead_channels(
     assert [s for s, _ in snaps] == [0, 2, 4]
     for _, stats in snaps:
         assert np.flatnonzero(stats["active_fraction"] == 0).tolist() == DEAD_CHANNELS
+
+
+@pytest.mark.parametrize("frozen, dead", [(False, []), (True, list(range(8)))])
+def test_a_frozen_batchnorm_keeps_its_moving_statistics_in_the_probe(frozen, dead):
+    # Moving means far above anything the batch gives: inference mode puts
+    # every channel below zero, batch statistics put none there.
+    inputs = keras.Input((8, 8, 3))
+    h = L.BatchNormalization(name="bn")(L.Conv2D(8, 3, name="conv")(inputs))
+    model = keras.Model(inputs, L.Dense(2)(L.Flatten()(L.ReLU(name="relu")(h))))
+    bn = model.get_layer("bn")
+    bn.moving_mean.assign(np.full(8, 1e3, "float32"))
+    bn.trainable = not frozen
+    p = probe.Probe(model, RNG.uniform(0, 1, (16, 8, 8, 3)).astype("float32"))
+    assert _dead(p()["relu"]) == dead
