@@ -241,11 +241,22 @@ def revive(model, layer, units: Iterable[int], optimizer=None) -> list[int]:
         cannot be handled safely (the message names the layer). Nothing is
         changed when it is raised.
     """
-    keras = _keras()
-    sets = _layer_sets(keras)
+    sets = _layer_sets(_keras())
     graph = _graph(model)
     if isinstance(layer, str):
         layer = model.get_layer(layer)
+    _check_layer(graph, layer, sets)
+    kernel, bias = _kernel_and_bias(layer)
+    chosen = _check_units(units, int(kernel.shape[-1]))
+    edits = _plan(graph, layer, kernel, bias, chosen, sets)
+    slots = _check_optimizer(optimizer, [var for var, _, _ in edits])
+    # Everything is validated; compute every new value, then assign.
+    for var, new in _new_values(edits, slots):
+        var.assign(new)
+    return chosen
+
+
+def _check_layer(graph, layer, sets) -> None:
     if not any(layer is op for op in graph.operations):
         raise ValueError(f"layer {layer.name!r} is not a top-level layer of the model")
     if not (_is(layer, sets["dense"]) or _is(layer, sets["conv"])):
@@ -258,8 +269,10 @@ def revive(model, layer, units: Iterable[int], optimizer=None) -> list[int]:
             f"layer {layer.name!r} has activation "
             f"{_activation_name(layer.activation)!r}, which is not element-wise"
         )
-    kernel, bias = _kernel_and_bias(layer)
-    n_units = int(kernel.shape[-1])
+
+
+def _check_units(units, n_units: int) -> list[int]:
+    """Sorted, de-duplicated unit indices; ValueError for bad ones."""
     units = list(units)
     if not all(
         isinstance(u, (int, np.integer)) and not isinstance(u, bool) for u in units
@@ -268,9 +281,13 @@ def revive(model, layer, units: Iterable[int], optimizer=None) -> list[int]:
     chosen = sorted({int(u) for u in units})
     if chosen and not (0 <= chosen[0] and chosen[-1] < n_units):
         raise ValueError(f"units {chosen} out of range for {n_units} units")
+    return chosen
 
-    node = _single_node(graph, layer)
-    out = node.outputs[0]
+
+def _plan(graph, layer, kernel, bias, chosen, sets) -> list:
+    """``(variable, bool mask, fill or None)`` edits: incoming weights drawn
+    afresh, bias and outgoing weights zeroed."""
+    out = _single_node(graph, layer).outputs[0]
     axis = -1 if _is(layer, sets["dense"]) else _channel_axis(layer)
     mask = np.zeros(_dims(out), dtype=bool)
     index = [slice(None)] * mask.ndim
@@ -282,29 +299,34 @@ def revive(model, layer, units: Iterable[int], optimizer=None) -> list[int]:
     incoming = np.zeros(kernel.shape, dtype=bool)
     incoming[..., chosen] = True
     init = _fresh_initializer(layer.kernel_initializer)
-    fresh = keras.ops.convert_to_numpy(init(tuple(kernel.shape), dtype=kernel.dtype))
+    fresh = _keras().ops.convert_to_numpy(init(tuple(kernel.shape), dtype=kernel.dtype))
     edits.append((kernel, incoming, fresh))
     if bias is not None:
         bias_mask = np.zeros(bias.shape, dtype=bool)
         bias_mask[chosen] = True
         edits.append((bias, bias_mask, None))
+    return edits
 
-    slots = _check_optimizer(optimizer, [var for var, _, _ in edits])
-    # Everything is validated; compute every new value, then assign.
+
+def _new_values(edits, slots) -> list:
+    """``(variable, new value)`` for every edited weight and optimizer slot.
+
+    Raises:
+      ValueError: a factored slot (e.g. Adafactor) that cannot be reset
+        entry by entry; raised before anything is assigned.
+    """
+    to_numpy = _keras().ops.convert_to_numpy
     assigns = []
     new_values = {}
     for var, where, fill in edits:
-        old = keras.ops.convert_to_numpy(var)
+        old = to_numpy(var)
         new = np.where(where, 0 if fill is None else fill, old).astype(old.dtype)
         assigns.append((var, new))
         new_values[id(var)] = new
     for var, where, _ in edits:
         for lst, index_of, name in slots:
             index = index_of(var)
-            if index is None:
-                continue
-            is_average = name == "_model_variables_moving_average"
-            slot = lst[index]
+            slot = None if index is None else lst[index]
             if slot is None:
                 continue
             if tuple(slot.shape) != tuple(var.shape):
@@ -313,9 +335,8 @@ def revive(model, layer, units: Iterable[int], optimizer=None) -> list[int]:
                     f"({tuple(slot.shape)} vs {tuple(var.shape)}); cannot "
                     "reset single entries"
                 )
-            old = keras.ops.convert_to_numpy(slot)
+            is_average = name == "_model_variables_moving_average"
+            old = to_numpy(slot)
             new = np.where(where, new_values[id(var)] if is_average else 0, old)
             assigns.append((slot, new.astype(old.dtype)))
-    for var, new in assigns:
-        var.assign(new)
-    return chosen
+    return assigns
