@@ -44,28 +44,33 @@ class DeadNeuronCallback(keras.callbacks.Callback):
     """Logs per-unit activation statistics of a Keras model while it trains.
 
     A snapshot is taken before the first training step (units can be born
-    dead) and then every ``every_n_batches`` batches, from one compiled
-    forward pass of a fixed probe batch in inference mode; training itself is
-    unchanged (same weights, same random draws). The training loss is written
-    at the same steps as the scalar ``deadneurons/loss``.
+    dead), every ``every_n_batches`` batches and at the end of training,
+    from one forward pass of a fixed probe batch in the mode training sees
+    (dropout off, BatchNorm on the batch's statistics), compiled once on
+    tensorflow and jax; no model state changes (same weights, BN statistics,
+    optimizer state and random draws). The training loss is written at the
+    same steps as the scalar ``deadneurons/loss``. Works on every Keras 3
+    backend; in multi-process training only process 0 writes.
 
     Args:
       log_dir: the directory given to ``keras.callbacks.TensorBoard``; events
         go to ``log_dir/train``.
       probe_data: the probe batch: an array (or dict/list of arrays for
         multi-input models), an ``(x, y)`` tuple, or a batched
-        ``tf.data.Dataset`` whose first batch is used. A few hundred samples
-        are plenty.
+        ``tf.data.Dataset`` or torch ``DataLoader`` whose first batch is
+        used. A few hundred samples are plenty.
       every_n_batches: snapshot period in training batches (>= 1). The
         default, 100, keeps the cost near 1-2 % of training time with a probe
         of 256 samples, and gives a few hundred snapshots over 20k-40k
         batches; lower it for short runs.
-      layers: layer names (``"dense"`` or nested ``"inner/dense"``) or layer
-        objects to watch. Default: every layer whose output follows a
-        non-linearity (Dense/Conv with a non-linear ``activation``,
-        Activation/ReLU/LeakyReLU/ELU/PReLU layers), except the output layer.
+      layers: tag paths (``"block/ffn/up"``), unique suffixes of them
+        (``"up"``) or layer objects to watch. Default: every layer holding no
+        sub-layers whose output follows a non-linearity other than softmax
+        (Dense/Conv with a non-linear ``activation``,
+        Activation/ReLU/LeakyReLU/ELU/PReLU layers), wherever it lives in the
+        model, except the output layer.
       gradients: also log mean |dL/da| per unit; needs labels in
-        ``probe_data`` and a compiled loss.
+        ``probe_data`` and a compiled loss (tensorflow, jax and torch).
       epsilon: a position counts as active where |a| > epsilon.
       revive_every: if set, every ``revive_every`` batches the units that the
         latest snapshot shows dead -- or tau-dormant, with ``revive_tau`` > 0
