@@ -17,8 +17,10 @@ VERSION = re.search(
 ).group(1)
 
 # The writer relies on private Keras/TensorFlow attributes: the upper bound is
-# the newest release tested.
-TF_RANGE = ">=2.16,<2.22"
+# the newest release tested. The lower bound is the oldest release that can be
+# installed next to protobuf >= 6.31.1 (2.16-2.19 pin protobuf < 5 or < 6);
+# tools/check_tf_range.sh tests both ends.
+TF_RANGE = ">=2.20,<2.22"
 REQUIRES = {
     "tensorflow": "tensorflow" + TF_RANGE,
     "tensorflow-cpu": "tensorflow-cpu" + TF_RANGE,
