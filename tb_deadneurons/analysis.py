@@ -57,14 +57,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from tb_deadneurons import diagnosis
+from tb_deadneurons import codec, diagnosis, metadata
+from tb_deadneurons.metadata import ACTIVE_FRACTION, COUNT, MEAN_ABS, STD
 
 DEFINITIONS = ("dead", "dormant", "grad_dormant")
-# metadata.GRAD_MEAN_ABS, spelt out so that analysis imports numpy only (a
-# test pins the two together).
-GRAD_STAT = "grad_mean_abs"
+GRAD_STAT = metadata.GRAD_MEAN_ABS
 # The stats ``classify`` cannot do without.
-REQUIRED_STATS = frozenset({"active_fraction", "mean_abs"})
+REQUIRED_STATS = frozenset({ACTIVE_FRACTION, MEAN_ABS})
 DEFAULT_TAU = 0.1
 DEFAULT_CONSTANT_STD = 1e-3
 DYING_WINDOW = 8
@@ -229,8 +228,8 @@ def classify(
     """
     if thresholds.definition == "grad_dormant" and GRAD_STAT not in stats:
         raise MissingGradientsError()
-    af = np.asarray(stats["active_fraction"])
-    mean_abs = np.asarray(stats["mean_abs"], dtype=np.float32)
+    af = np.asarray(stats[ACTIVE_FRACTION])
+    mean_abs = np.asarray(stats[MEAN_ABS], dtype=np.float32)
     steps = np.asarray(steps, dtype=np.int64).reshape(-1)
     if af.ndim != 2 or mean_abs.shape != af.shape or len(steps) != af.shape[0]:
         raise ValueError(
@@ -238,11 +237,11 @@ def classify(
             f"{af.shape} and {mean_abs.shape}"
         )
     has_data = (
-        np.asarray(stats["count"]) > 0 if "count" in stats else np.ones(af.shape, bool)
+        np.asarray(stats[COUNT]) > 0 if COUNT in stats else np.ones(af.shape, bool)
     )
     dead = (af <= 0) & has_data
-    if "std" in stats:
-        dead |= constant_output(np.asarray(stats["std"]), has_data, thresholds)
+    if STD in stats:
+        dead |= constant_output(np.asarray(stats[STD]), has_data, thresholds)
     score = dormant_score(mean_abs, has_data)
     dormant = (score <= thresholds.tau) & has_data
     grad_dormant = grad_score = None
@@ -257,6 +256,24 @@ def classify(
     )
 
 
+def revivable_units(codes: np.ndarray, with_gradients: bool, tau: float = 0.0):
+    """The units an encoded snapshot shows dead: what ReDo re-initialises.
+
+    ``codes`` is one writer-side ``uint8 [num_stats, units]`` snapshot of the
+    current format; with ``tau > 0`` tau-dormant units count too. Returns a
+    sorted list of unit indices.
+    """
+    layout = metadata.snapshot_plugin_data(with_gradients=with_gradients)
+    decoded = codec.decode_snapshot(codes, layout)
+    verdict = classify(
+        {name: values[None, :] for name, values in decoded.items()},
+        [0],
+        Thresholds(tau=tau),
+    )
+    mask = verdict.dead[0] | (verdict.dormant[0] if tau else False)
+    return np.flatnonzero(mask).tolist()
+
+
 def layer_mean_abs(stats: Mapping[str, np.ndarray]) -> np.ndarray:
     """Each snapshot's layer mean |a|, float64 ``[T]``.
 
@@ -265,9 +282,9 @@ def layer_mean_abs(stats: Mapping[str, np.ndarray]) -> np.ndarray:
     position the snapshot saw; units without data are left out, and a
     snapshot where no unit has data gives NaN.
     """
-    mean_abs = np.asarray(stats["mean_abs"], dtype=np.float64)
-    if "count" in stats:
-        weight = np.asarray(stats["count"], dtype=np.float64)
+    mean_abs = np.asarray(stats[MEAN_ABS], dtype=np.float64)
+    if COUNT in stats:
+        weight = np.asarray(stats[COUNT], dtype=np.float64)
     else:
         weight = np.ones_like(mean_abs)
     weight = np.where(weight > 0, weight, 0.0)

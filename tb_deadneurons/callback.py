@@ -18,10 +18,8 @@ from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 from tb_deadneurons import (
     analysis,
     checks,
-    codec,
     discovery,
     events,
-    metadata,
     probe,
     summary,
 )
@@ -255,19 +253,10 @@ class DeadNeuronCallback(keras.callbacks.Callback):
     def _revive(self) -> None:
         if self._last_snapshot_step != self._step:
             self._snapshot(loss=None)
-        layout = metadata.snapshot_plugin_data(with_gradients=self.gradients)
         for tag, codes in self.last_snapshot.items():
             if tag in self._unrevivable:
                 continue
-            stats = {
-                name: values[None, :]
-                for name, values in codec.decode_snapshot(codes, layout).items()
-            }
-            verdict = analysis.classify(
-                stats, [self._step], analysis.Thresholds(tau=self.revive_tau)
-            )
-            mask = verdict.dead[0] | (verdict.dormant[0] if self.revive_tau else False)
-            units = np.flatnonzero(mask).tolist()
+            units = analysis.revivable_units(codes, self.gradients, self.revive_tau)
             if not units:
                 continue
             try:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from tb_deadneurons import analysis, checks, codec, metadata, summary
+from tb_deadneurons import analysis, checks, metadata, summary
 from tb_deadneurons.events import EventWriter
 from tb_deadneurons.torch import modules as modules_lib
 from tb_deadneurons.torch import probe as probe_lib
@@ -223,17 +223,12 @@ class DeadNeuronMonitor:
     def _revive(self) -> None:
         if self._last_snapshot_step != self._step:
             self._snapshot(None)
-        layout = metadata.snapshot_plugin_data(with_gradients=self.gradients)
-        thresholds = analysis.Thresholds(tau=self.revive_tau)
         for tag, module, _, _ in self._probe.layout:
             if tag in self._unrevivable:
                 continue
-            decoded = codec.decode_snapshot(self.last_snapshot[tag], layout)
-            verdict = analysis.classify(
-                {n: v[None, :] for n, v in decoded.items()}, [self._step], thresholds
+            units = analysis.revivable_units(
+                self.last_snapshot[tag], self.gradients, self.revive_tau
             )
-            dead = verdict.dead[0] | (verdict.dormant[0] if self.revive_tau else False)
-            units = np.flatnonzero(dead).tolist()
             if not units:
                 continue
             try:
