@@ -35,6 +35,9 @@ REQUIRES = {
     # which can crash when imported into one process with TensorFlow.
     "torch-test": "torch==2.13.0",
     "lightning": "lightning>=2.2",
+    # Keras 3.10 is the oldest that TensorFlow 2.20 (the bottom of TF_RANGE)
+    # accepts, and what the callback is tested with on jax and torch.
+    "keras": "keras>=3.10",
     "jax": "jax>=0.4.30",
     "jax-test": "jax[cpu]>=0.4.30",
     "pandas": "pandas>=2",
@@ -65,7 +68,8 @@ setup(
         "tb_deadneurons.proto": ["*.proto"],
     },
     # The viewing side (TensorBoard + the plugin + the report CLI) needs no
-    # TensorFlow; the writer does.
+    # TensorFlow, and neither do the Keras callback on the jax/torch backends
+    # and the PyTorch monitor; the TF op and the callback on TensorFlow do.
     install_requires=_req("tensorboard", "protobuf", "numpy"),
     extras_require={
         "tensorflow": _req("tensorflow"),
@@ -73,7 +77,8 @@ setup(
         "demo": _req("tensorflow-cpu", "scikit-learn"),
         "torch": _req("torch"),
         "lightning": _req("torch", "lightning"),
-        "jax": _req("jax"),
+        "jax": _req("keras", "jax"),
+        "keras-torch": _req("keras", "torch"),
         "notebook": _req("pandas", "matplotlib"),
         "test": _req(
             "tensorflow-cpu",

@@ -1,8 +1,11 @@
 """tb_deadneurons: find dead, dormant and revived units in TensorBoard.
 
-The writer (``summary``, ``DeadNeuronCallback``) needs TensorFlow; the
-viewer (the TensorBoard plugin, ``analysis``, the CLI) does not. Keras names
-are imported lazily so that ``import tb_deadneurons`` stays light.
+Writers: ``summary`` (the TF op and its numpy twin), ``DeadNeuronCallback``
+(Keras 3 on any backend; TensorFlow only under its TensorFlow backend) and
+``tb_deadneurons.torch`` (PyTorch, no TensorFlow). Readers: the TensorBoard
+plugin, ``tb-deadneurons report`` and ``tb_deadneurons.api`` (numpy, no
+TensorFlow). Keras names are imported lazily so that ``import
+tb_deadneurons`` stays light.
 """
 
 # revive.py imports only numpy at import time; importing it eagerly keeps the
@@ -10,7 +13,7 @@ are imported lazily so that ``import tb_deadneurons`` stays light.
 # submodule as soon as anything imports ``tb_deadneurons.revive``).
 from tb_deadneurons.revive import revive
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["DeadNeuronCallback", "revive", "__version__"]
 
