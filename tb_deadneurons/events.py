@@ -16,10 +16,9 @@ import time
 
 import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2
-from tensorboard.summary.writer.record_writer import RecordWriter
 from tensorboard.util import tensor_util
 
-from tb_deadneurons import metadata
+from tb_deadneurons import metadata, tfrecord
 
 _file_ids = itertools.count()
 
@@ -41,7 +40,7 @@ class _EventFile:
                 f".{os.getpid()}.{next(_file_ids)}.deadneurons{filename_suffix}"
             )
             try:
-                self._records = RecordWriter(open(os.path.join(run_dir, name), "xb"))
+                self._file = open(os.path.join(run_dir, name), "xb")
                 break
             except FileExistsError:
                 continue
@@ -51,14 +50,14 @@ class _EventFile:
         self.flush()
 
     def add_event(self, event: event_pb2.Event) -> None:
-        self._records.write(event.SerializeToString())
+        self._file.write(tfrecord.frame(event.SerializeToString()))
 
     def flush(self) -> None:
-        self._records.flush()
+        self._file.flush()
 
     def close(self) -> None:
-        if not self._records.closed:
-            self._records.close()
+        if not self._file.closed:
+            self._file.close()
 
 
 class EventWriter:

@@ -25,31 +25,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import os
 import struct
 import threading
 import time
 
-import numpy as np
 from tensorboard.compat.proto import event_pb2
-from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import (
-    CRC_TABLE,
-    masked_crc32c,
-)
 
 from tb_deadneurons import reader
+from tb_deadneurons.tfrecord import FOOTER as _FOOTER
+from tb_deadneurons.tfrecord import HEADER as _HEADER
+from tb_deadneurons.tfrecord import masked_crc
 
 SETTLE_SECONDS = 30.0
 # Unread bytes a background Scanner still checks within the request.
 SYNC_BYTES = 8 << 20
-_HEADER, _FOOTER = 12, 4
 # Read in blocks so a big file never sits in memory whole.
 _BLOCK = 1 << 22
-# CRCs are checked in batches; below _VECTOR_MIN records of one length the
-# scalar CRC is faster than a numpy pass per byte position.
-_BATCH_RECORDS, _BATCH_BYTES, _VECTOR_MIN = 4096, 32 << 20, 64
-_CRC_TABLE = np.array(CRC_TABLE, dtype=np.uint32)
 
 
 @dataclasses.dataclass
@@ -82,7 +74,7 @@ def _framed(f, offset: int, scan: FileScan):
             buf, base, pos = buf[pos:] + more, base + pos, 0
             continue
         header = buf[pos : pos + 8]
-        if struct.unpack("<I", buf[pos + 8 : pos + 12])[0] != masked_crc32c(header):
+        if struct.unpack("<I", buf[pos + 8 : pos + 12])[0] != masked_crc(header):
             scan.damage.append((base + pos, "bad length header (CRC mismatch)"))
             scan.stopped = True
             scan.offset = base + pos
@@ -102,51 +94,14 @@ def _framed(f, offset: int, scan: FileScan):
     scan.partial = base + len(buf) - scan.offset
 
 
-def masked_crcs(datas: list[bytes]) -> list[int]:
-    """TFRecord's masked CRC-32C of each of ``datas``.
-
-    Records of one length are checked together, one numpy pass per byte
-    position over all of them (a layer's snapshots share a length), which is
-    many times faster than TensorBoard's byte-by-byte Python CRC.
-    """
-    out = [0] * len(datas)
-    by_length: dict[int, list[int]] = {}
-    for i, data in enumerate(datas):
-        by_length.setdefault(len(data), []).append(i)
-    for length, index in by_length.items():
-        if len(index) < _VECTOR_MIN or not length:
-            for i in index:
-                out[i] = masked_crc32c(datas[i])
-            continue
-        joined = b"".join(datas[i] for i in index)
-        columns = np.frombuffer(joined, np.uint8).reshape(len(index), length)
-        crc = np.full(len(index), 0xFFFFFFFF, dtype=np.uint32)
-        for byte in np.ascontiguousarray(columns.T):
-            crc = _CRC_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-        crc ^= np.uint32(0xFFFFFFFF)
-        masked = ((crc >> 15) | (crc << 17)) + np.uint32(0xA282EAD8)
-        for i, value in zip(index, masked.tolist(), strict=True):
-            out[i] = value
-    return out
-
-
 def _records(f, offset: int, scan: FileScan):
     """Yields ``(position, data)`` of the records from ``offset`` whose data
     passes its CRC; notes the others in ``scan``."""
-    batch, size = [], 0
-    for item in itertools.chain(_framed(f, offset, scan), [None]):
-        if item is not None:
-            batch.append(item)
-            size += len(item[1])
-            if len(batch) < _BATCH_RECORDS and size < _BATCH_BYTES:
-                continue
-        crcs = masked_crcs([data for _, data, _ in batch])
-        for (position, data, expected), crc in zip(batch, crcs, strict=True):
-            if crc != expected:
-                scan.damage.append((position, "record data fails its CRC"))
-            else:
-                yield position, data
-        batch, size = [], 0
+    for position, data, expected in _framed(f, offset, scan):
+        if masked_crc(data) != expected:
+            scan.damage.append((position, "record data fails its CRC"))
+        else:
+            yield position, data
 
 
 def scan_file(path: str, previous: FileScan | None = None) -> FileScan:
@@ -231,7 +186,7 @@ class Scanner:
 
     Thread-safe; keep one per log dir so its cache lasts. A log dir that is
     not a local directory (``gs://...``) gives no warnings. A first scan
-    reads about 20-35 MB/s on one busy core (``masked_crcs``); with
+    is bound by reading the files (the CRC runs at GB/s); with
     ``background=True`` more than ``SYNC_BYTES`` of unread bytes are scanned
     in a thread, and ``warnings`` answers at once with what is known so far
     and a line saying the check is under way.

@@ -19,7 +19,7 @@ import pytest
 from tensorboard.summary.writer.record_writer import RecordWriter
 from werkzeug.test import Client
 
-from tb_deadneurons import records
+from tb_deadneurons import records, tfrecord
 from tests.support import EventWriter, relu_batch
 from tests.test_plugin_routes import get, make_app
 
@@ -155,15 +155,15 @@ def test_background_scanner_answers_at_once_then_names_the_damage(damaged, monke
     assert any(f"event file {name}, byte {at}:" in w for w in scanner.warnings())
 
 
-def test_batched_crc_matches_tensorboards_and_finds_a_flip_among_many(tmp_path):
+def test_crc_matches_tensorboards_and_finds_a_flip_among_many(tmp_path):
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
     rng = np.random.default_rng(2)
     datas = [rng.bytes(300) for _ in range(100)] + [b"", b"x", rng.bytes(7)]
-    assert records.masked_crcs(datas) == [masked_crc32c(d) for d in datas]
+    assert [tfrecord.masked_crc(d) for d in datas] == [masked_crc32c(d) for d in datas]
     run_dir = str(tmp_path / "many")
     with EventWriter(run_dir) as w:
-        for step in range(100):  # 100 records of one length: the numpy path
+        for step in range(100):
             w.snapshot("dense", step, relu_batch(rng, 16, 8))
     (name,) = os.listdir(run_dir)
     path = os.path.join(run_dir, name)
