@@ -12,6 +12,14 @@ L = keras.layers
 RNG = np.random.default_rng(0)
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    # Unseeded weights made the suite order-dependent: with some draws every
+    # unit of a 4-channel ReLU conv started dead and the next layer's slots
+    # stayed zero, which the slot checks below read as a revive bug.
+    keras.utils.set_random_seed(0)
+
+
 def _data(shape, outputs=2, n=16):
     x = RNG.uniform(0.0, 1.0, (n, *shape)).astype("float32")
     y = RNG.normal(size=(n, outputs)).astype("float32")

@@ -42,6 +42,9 @@ def _worker(rank: int, world: int, port: int, logdir: str) -> None:
             opt.step()
             monitor.step(loss)
         monitor.close()
+        # Rank 0 still writes its last snapshot in close(); a rank that tears
+        # the gloo group down before its peer is done can abort the peer.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
