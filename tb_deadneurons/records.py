@@ -80,6 +80,11 @@ def _framed(f, offset: int, scan: FileScan):
             scan.offset = base + pos
             return
         end = pos + _HEADER + struct.unpack("<Q", header)[0] + _FOOTER
+        if len(buf) < end:
+            # Drop what was consumed before reading on: growing the whole
+            # buffer instead copied the file so far at every block (quadratic:
+            # minutes for a 1.2 GB file).
+            buf, base, end, pos = buf[pos:], base + pos, end - pos, 0
         while len(buf) < end:
             more = f.read(max(_BLOCK, end - len(buf)))
             if not more:

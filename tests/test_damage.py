@@ -171,3 +171,24 @@ def test_crc_matches_tensorboards_and_finds_a_flip_among_many(tmp_path):
     _patch(path, at + 30, 0x01)
     (warning,) = records.Scanner(str(tmp_path)).warnings()
     assert f"byte {at}: record data fails its CRC" in warning
+
+
+def test_records_across_read_blocks_are_read_whole_and_damage_placed_exactly(tmp_path):
+    # Wide snapshots (~70 KB each) over three of the scanner's 4 MiB read
+    # blocks: records straddle block ends, where the buffer is cut and read on.
+    rng = np.random.default_rng(5)
+    run_dir = str(tmp_path / "wide")
+    with EventWriter(run_dir) as w:
+        for step in range(180):
+            w.snapshot("wide", step, relu_batch(rng, 4, 10_000))
+    (name,) = os.listdir(run_dir)
+    path = os.path.join(run_dir, name)
+    offsets = record_offsets(path)
+    assert os.path.getsize(path) > 3 * (4 << 20)
+    scan = records.scan_file(path)
+    assert [step for _, step in scan.events] == list(range(180))
+    assert not scan.damage and scan.offset == os.path.getsize(path)
+    at = next(o for o in offsets if o > 2 * (4 << 20) + 1000)
+    _patch(path, at + 40, 0x10)
+    (warning,) = records.Scanner(str(tmp_path)).warnings()
+    assert f"byte {at}: record data fails its CRC" in warning
