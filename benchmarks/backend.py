@@ -165,9 +165,9 @@ def _rss_kib(pid: int) -> int:
     return total
 
 
-def bench_server(logdir: str, layers: int, snapshots: int, load_fast: bool) -> float:
-    """Starts ``tensorboard`` on ``logdir``, waits until ./runs shows every
-    snapshot of every layer, and returns its RSS (MiB, with children)."""
+def launch_tensorboard(logdir: str, load_fast: bool):
+    """``(process, port)`` of a ``tensorboard`` on ``logdir`` that loads once
+    (``--reload_interval=0``) with the loader ``load_fast`` picks."""
     port = free_port()
     exe = shutil.which("tensorboard") or "tensorboard"
     proc = subprocess.Popen(
@@ -176,6 +176,13 @@ def bench_server(logdir: str, layers: int, snapshots: int, load_fast: bool) -> f
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    return proc, port
+
+
+def bench_server(logdir: str, layers: int, snapshots: int, load_fast: bool) -> float:
+    """Starts ``tensorboard`` on ``logdir``, waits until ./runs shows every
+    snapshot of every layer, and returns its RSS (MiB, with children)."""
+    proc, port = launch_tensorboard(logdir, load_fast)
     url = f"http://127.0.0.1:{port}/data/plugin/deadneurons/runs"
     t = time.perf_counter()
     try:

@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,9 +41,8 @@ import numpy as np
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from benchmarks.backend import _rss_kib  # noqa: E402
+from benchmarks.backend import _rss_kib, launch_tensorboard  # noqa: E402
 from tb_deadneurons import events, summary  # noqa: E402
-from tests.support import free_port  # noqa: E402
 
 RUN = "bench"
 DONE_TAG = "bench_done"  # written last: once listed, everything before is loaded
@@ -91,14 +89,7 @@ def _get(port: int, path: str, timeout: float = 600):
 
 
 def _start(logdir: str, load_fast: bool):
-    port = free_port()
-    exe = shutil.which("tensorboard") or "tensorboard"
-    proc = subprocess.Popen(
-        [exe, "--logdir", logdir, "--port", str(port), "--host", "127.0.0.1"]
-        + [f"--load_fast={str(load_fast).lower()}", "--reload_interval=0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, port = launch_tensorboard(logdir, load_fast)
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
