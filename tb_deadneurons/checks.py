@@ -30,13 +30,31 @@ def epsilon(value) -> float:
     return non_negative_float("epsilon", value)
 
 
+def _int_at_least(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+    return int(value)
+
+
 def positive_int(name: str, value) -> int:
     """``value`` as an int; ValueError unless an integer (not bool) >= 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-    return int(value)
+    return _int_at_least(name, value, 1)
+
+
+def non_negative_int(name: str, value) -> int:
+    """``value`` as an int; ValueError unless an integer (not bool) >= 0."""
+    return _int_at_least(name, value, 0)
+
+
+def path_matches(item: str, paths, sep: str) -> list[str]:
+    """The paths a ``layers=``/``modules=`` name means: the path itself when
+    there is one, else every path ending in ``sep + item`` (a unique suffix
+    names one layer; several are for the caller to refuse)."""
+    paths = list(paths)
+    exact = [p for p in paths if p == item]
+    return exact or [p for p in paths if p.endswith(sep + item)]
 
 
 def optional_positive_int(name: str, value) -> int | None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import keras
 
+from tb_deadneurons import checks
+
 # Layers whose output is itself a non-linearity, whatever their arguments.
 _ACTIVATION_LAYERS = {
     "ReLU": "relu",
@@ -96,7 +98,8 @@ def watched_by_default(layer) -> bool:
 def _matches(item, layers: list) -> list:
     if isinstance(item, keras.layers.Layer):
         return [(p, la) for p, la in layers if la is item]
-    return [(p, la) for p, la in layers if p == item or p.endswith("/" + item)]
+    by_path = dict(layers)
+    return [(p, by_path[p]) for p in checks.path_matches(item, by_path, "/")]
 
 
 def select(model, requested) -> dict[str, keras.layers.Layer]:
@@ -119,7 +122,7 @@ def select(model, requested) -> dict[str, keras.layers.Layer]:
             paths = [p for p, _ in layers]
             shown = ", ".join(paths[:40]) + (", ..." if len(paths) > 40 else "")
             raise ValueError(f"layers: {item!r} is not a layer of the model: {shown}")
-        if len(found) > 1 and isinstance(item, str) and item not in dict(found):
+        if len(found) > 1:
             raise ValueError(
                 f"layers: {item!r} names {len(found)} layers; pass one of "
                 f"{[p for p, _ in found]}"

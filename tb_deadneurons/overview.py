@@ -100,21 +100,15 @@ def unit_range(units: int, unit_start: int | None, unit_stop: int | None):
       ValueError: a negative ``unit_start``, ``unit_stop`` < 1, beyond the
         layer, or not after ``unit_start``; the message names the argument.
     """
-    start = 0 if unit_start is None else _non_negative("unit_start", unit_start)
+    start = (
+        0 if unit_start is None else checks.non_negative_int("unit_start", unit_start)
+    )
     stop = units if unit_stop is None else checks.positive_int("unit_stop", unit_stop)
     if stop > units:
         raise ValueError(f"unit_stop must be <= {units} (the layer's units): {stop}")
     if start >= stop and (unit_start is not None or unit_stop is not None):
         raise ValueError(f"unit_start must be < unit_stop ({stop}); got {start}")
     return start, stop
-
-
-def _non_negative(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
-    return int(value)
 
 
 def aggregate(

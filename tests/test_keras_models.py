@@ -120,6 +120,26 @@ def test_layers_takes_paths_unique_suffixes_and_objects_and_names_ambiguity():
         discovery.select(model, ["nope"])
 
 
+class _HoldsDense(L.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = L.Dense(4, activation="relu", name="dense")
+
+    def call(self, x):
+        return self.inner(x)
+
+
+def test_a_full_path_wins_over_a_longer_path_ending_in_it():
+    # "dense" is the top-level layer's whole path and also the suffix of
+    # "block/dense", walked first: the name means the layer that has it.
+    x = keras.Input((3,))
+    top = L.Dense(5, activation="relu", name="dense")
+    model = keras.Model(x, top(_HoldsDense(name="block")(x)))
+    paths = [p for p, _ in discovery.walk(model)]
+    assert paths.index("block/dense") < paths.index("dense")
+    assert discovery.select(model, ["dense"]) == {"dense": top}
+
+
 class SequentialFFN(L.Layer):
     """A block that holds its FFN as a Sequential, plus a residual."""
 

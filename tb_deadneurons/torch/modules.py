@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from tb_deadneurons import checks
+
 # Class name -> the activation name recorded in the metadata (Keras's names,
 # so readers and hints treat both writers alike).
 ACTIVATIONS = {
@@ -88,8 +90,7 @@ def _find(named: dict, item) -> tuple[str, torch.nn.Module]:
     if isinstance(item, torch.nn.Module):
         found = [n for n, m in named.items() if m is item]
     elif isinstance(item, str):
-        found = [n for n in named if n == item]
-        found = found or [n for n in named if n.endswith("." + item)]
+        found = checks.path_matches(item, named, ".")
     else:
         raise ValueError(f"modules: expected names or modules; got {item!r}")
     if len(found) != 1:
