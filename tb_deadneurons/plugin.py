@@ -113,9 +113,10 @@ def _float(request, name: str, default: float) -> float:
     return number
 
 
-def _index(request, name: str) -> int | None:
-    """An optional integer >= 0 parameter (ASCII digits only)."""
-    value = _param(request, name, required=False)
+def _index(request, name: str, required: bool = False) -> int | None:
+    """An integer >= 0 parameter, None when optional and absent."""
+    value = _param(request, name, required=required)
+    # isdigit() alone accepts other scripts' digits ("\u0663"): int() would too.
     if value is not None and not (value.isascii() and value.isdigit()):
         raise errors.InvalidArgumentError(f"{name} must be an integer >= 0: {value!r}")
     return None if value is None else int(value)
@@ -208,13 +209,10 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def _serve_unit(self, request):
-        raw = _param(request, "unit")
-        # isdigit() alone accepts other scripts' digits ("\u0663"): int() would too.
-        if not raw.isascii() or not raw.isdigit():
-            raise errors.InvalidArgumentError(f"unit must be an integer >= 0: {raw!r}")
+        unit = _index(request, "unit", required=True)
         run, tag = _param(request, "run"), _param(request, "tag")
         query = query_from(request)
-        body = routes.unit_impl(self._reader(request), run, tag, int(raw), query)
+        body = routes.unit_impl(self._reader(request), run, tag, unit, query)
         return _json(request, body)
 
     @wrappers.Request.application
