@@ -67,7 +67,7 @@ setup(
     package_dir={"tb_deadneurons.static": "static"},
     package_data={
         "tb_deadneurons.static": ["*.js", "*.css"],
-        "tb_deadneurons.proto": ["*.proto"],
+        "tb_deadneurons.format.proto": ["*.proto"],
     },
     # The viewing side (TensorBoard + the plugin + the report CLI) needs no
     # TensorFlow, and neither do the Keras callback on the jax/torch backends
@@ -93,6 +93,8 @@ setup(
         )
         + [
             "keras-hub>=0.20",
+            # tests read our scalars and snapshots the way a user's tbparse does.
+            "tbparse>=0.0.9",
             "transformers>=4.40",
             "pytest>=8",
             "playwright>=1.45",
@@ -105,7 +107,7 @@ setup(
     },
     entry_points={
         "tensorboard_plugins": [
-            "deadneurons = tb_deadneurons.plugin:DeadNeuronsLoader",
+            "deadneurons = tb_deadneurons.board.plugin:DeadNeuronsLoader",
         ],
         "console_scripts": ["tb-deadneurons = tb_deadneurons.cli:main"],
     },

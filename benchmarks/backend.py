@@ -34,7 +34,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from tb_deadneurons import metadata, plugin, reader, summary  # noqa: E402
+from tb_deadneurons import summary  # noqa: E402
+from tb_deadneurons.board import plugin, reader
+from tb_deadneurons.format import metadata
 from tests.support import EventWriter, free_port  # noqa: E402
 
 

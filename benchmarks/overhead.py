@@ -43,7 +43,8 @@ from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.compat.proto import event_pb2
 
 import tb_deadneurons
-from tb_deadneurons import probe, summary
+from tb_deadneurons import summary
+from tb_deadneurons.keras import probe
 
 HOOK_SHARES: list[float] = []
 

@@ -43,7 +43,9 @@ from tensorboard.backend.event_processing import (  # noqa: E402
 from tensorboard.plugins import base_plugin  # noqa: E402
 from werkzeug.test import Client  # noqa: E402
 
-from tb_deadneurons import metadata, plugin, records, summary  # noqa: E402
+from tb_deadneurons import summary  # noqa: E402
+from tb_deadneurons.board import plugin, records
+from tb_deadneurons.format import metadata
 from tests.support import EventWriter  # noqa: E402
 
 

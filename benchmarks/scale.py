@@ -42,7 +42,8 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
 from benchmarks.backend import _rss_kib, launch_tensorboard  # noqa: E402
-from tb_deadneurons import events, summary  # noqa: E402
+from tb_deadneurons import summary  # noqa: E402
+from tb_deadneurons.format import events  # noqa: E402
 
 RUN = "bench"
 DONE_TAG = "bench_done"  # written last: once listed, everything before is loaded

@@ -6,21 +6,31 @@ Writers: ``summary`` (the TF op and its numpy twin), ``DeadNeuronCallback``
 plugin, ``tb-deadneurons report`` and ``tb_deadneurons.api`` (numpy, no
 TensorFlow). Keras names are imported lazily so that ``import
 tb_deadneurons`` stays light.
+
+The package has one folder per part: ``format/`` (what is written),
+``analysis/`` (what it means), ``board/`` (the TensorBoard side), and one
+writer folder per framework (``keras/``, ``tf/``, ``torch/``).
 """
 
-# revive.py imports only numpy at import time; importing it eagerly keeps the
-# package attribute the function (a lazy import would be shadowed by the
-# submodule as soon as anything imports ``tb_deadneurons.revive``).
-from tb_deadneurons.revive import revive
+import importlib
+
+# keras/revive.py imports only numpy at import time.
+from tb_deadneurons.keras.revive import revive
 
 __version__ = "0.2.0"
 
 __all__ = ["DeadNeuronCallback", "revive", "__version__"]
 
+# Modules that moved into a part's folder, still importable by their old name
+# as attributes (``from tb_deadneurons import events``).
+_MOVED = {"events": "tb_deadneurons.format.events"}
+
 
 def __getattr__(name):
     if name == "DeadNeuronCallback":
-        from tb_deadneurons.callback import DeadNeuronCallback
+        from tb_deadneurons.keras.callback import DeadNeuronCallback
 
         return DeadNeuronCallback
+    if name in _MOVED:
+        return importlib.import_module(_MOVED[name])
     raise AttributeError(f"module 'tb_deadneurons' has no attribute {name!r}")

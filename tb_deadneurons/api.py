@@ -28,7 +28,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from tb_deadneurons import analysis, codec, metadata, reader, records
+from tb_deadneurons.analysis import classify
+from tb_deadneurons.board import reader, records
+from tb_deadneurons.format import codec, metadata
 
 
 @dataclasses.dataclass
@@ -36,7 +38,7 @@ class Layer:
     """One layer's snapshots and their classification.
 
     ``stats`` maps stat name -> float32 ``[T, U]`` (decoded on first use);
-    ``result`` is ``analysis.Classification`` (``dead``, ``dormant``,
+    ``result`` is ``classify.Classification`` (``dead``, ``dormant``,
     ``grad_dormant`` masks ``[T, U]``, ``died_at()``, ``revived()``, ...).
     """
 
@@ -46,7 +48,7 @@ class Layer:
     activation: str
     epsilon: float
     stats: Mapping[str, np.ndarray]
-    result: analysis.Classification
+    result: classify.Classification
     hints: list[dict]
     revivals: list[dict]
 
@@ -67,7 +69,7 @@ class Layer:
         """The layer's mean |a| per step, float64 ``[T]`` (NaN: no data)."""
         if not len(self.steps):
             return np.zeros(0)
-        return analysis.layer_mean_abs(self.stats)
+        return classify.layer_mean_abs(self.stats)
 
     def died_at(self) -> list[int | None]:
         return self.result.died_at()
@@ -116,15 +118,15 @@ def _frame(layer: Layer):
 def load(
     logdir: str,
     run: str | None = None,
-    tau: float = analysis.DEFAULT_TAU,
+    tau: float = classify.DEFAULT_TAU,
     definition: str = "dead",
-    constant_std: float = analysis.DEFAULT_CONSTANT_STD,
+    constant_std: float = classify.DEFAULT_CONSTANT_STD,
 ) -> Logs:
     """Reads and classifies every snapshot series under ``logdir``.
 
     Every snapshot on disk is read (no sampling). Layers without a readable
     snapshot are left out, with a warning. ``tau``, ``definition`` and
-    ``constant_std`` are ``analysis.Thresholds``'; the epsilon is each
+    ``constant_std`` are ``classify.Thresholds``'; the epsilon is each
     series' own.
 
     Raises:
@@ -132,7 +134,7 @@ def load(
         series has no gradient row.
       OSError: the log dir cannot be read.
     """
-    analysis.Thresholds(definition=definition, tau=tau, constant_std=constant_std)
+    classify.Thresholds(definition=definition, tau=tau, constant_std=constant_std)
     rd = reader.Reader(
         reader.local_data_provider(logdir), "", downsample=reader.ALL_SAMPLES
     )
@@ -164,7 +166,7 @@ def _layer(rd: reader.Reader, run: str, tag: str, loss, thresholds: tuple):
         float(meta.epsilon),
         stats,
         result,
-        analysis.hints(result, meta.activation, loss),
+        classify.hints(result, meta.activation, loss),
         rd.revivals(run, tag),
     ), warnings
 

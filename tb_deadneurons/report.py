@@ -37,7 +37,9 @@ import math
 import os
 import sys
 
-from tb_deadneurons import analysis, api, reader, routes
+from tb_deadneurons import api
+from tb_deadneurons.analysis import classify
+from tb_deadneurons.board import reader, routes
 
 _PROG = "tb-deadneurons report"
 
@@ -51,9 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tau",
         type=float,
-        default=analysis.DEFAULT_TAU,
+        default=classify.DEFAULT_TAU,
         metavar="T",
-        help=f"ReDo dormancy threshold (default {analysis.DEFAULT_TAU})",
+        help=f"ReDo dormancy threshold (default {classify.DEFAULT_TAU})",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument(

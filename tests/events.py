@@ -6,7 +6,7 @@ import numpy as np
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
-from tb_deadneurons import codec, metadata
+from tb_deadneurons.format import codec, metadata
 
 
 def load(run_dir: str) -> event_accumulator.EventAccumulator:

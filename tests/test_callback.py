@@ -9,7 +9,7 @@ import tensorflow as tf
 from tensorboard.util import tensor_util
 
 import tb_deadneurons
-from tb_deadneurons.callback import LOSS_TAG
+from tb_deadneurons.keras.callback import LOSS_TAG
 from tests import events
 
 DEAD_DENSE = [1, 4, 9]
@@ -294,7 +294,7 @@ def test_interrupted_fit_keeps_every_snapshot_written_so_far(tmp_path):
 
 
 def test_gradients_on_a_backend_without_autodiff_fail_naming_the_backend():
-    from tb_deadneurons import probe
+    from tb_deadneurons.keras import probe
 
     with pytest.raises(ValueError, match="'numpy'"):
         probe.gradient_function("numpy")

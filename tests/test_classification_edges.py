@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tb_deadneurons import analysis
+from tb_deadneurons.analysis import classify
 
 # Eight snapshots (one DYING_WINDOW), one column per case.
 FALLING_TO_ZERO = [0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
@@ -20,11 +20,11 @@ NOT_HALVED = [0.725, 0.675, 0.625, 0.575, 0.525, 0.475, 0.425, 0.375]
 RISING = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
 
 
-def _dying(columns, mask=None, has_data=None, window=analysis.DYING_WINDOW):
+def _dying(columns, mask=None, has_data=None, window=classify.DYING_WINDOW):
     af = np.asarray(columns, dtype=np.float64).T
     mask = np.zeros(af.shape, bool) if mask is None else np.asarray(mask)
     has_data = np.ones(af.shape, bool) if has_data is None else np.asarray(has_data)
-    return analysis.dying(af, mask, has_data, window).tolist()
+    return classify.dying(af, mask, has_data, window).tolist()
 
 
 def test_dying_needs_a_falling_share_that_has_halved_and_heads_for_zero():
@@ -71,7 +71,7 @@ def test_a_snapshot_without_data_in_the_window_rules_dying_out():
 def test_classify_reports_dying_units_from_the_active_share():
     af = np.asarray([FALLING_TO_ZERO, PLATEAU, RISING]).T
     stats = {"active_fraction": af, "mean_abs": np.full(af.shape, 0.5)}
-    result = analysis.classify(stats, np.arange(8) * 10)
+    result = classify.classify(stats, np.arange(8) * 10)
     assert result.dying().tolist() == [True, False, False]
 
 
@@ -84,8 +84,8 @@ def _dead_by_std(std, count=None, constant_std=1e-3):
     }
     if count is not None:
         stats["count"] = np.asarray([count], dtype=np.float64)
-    thresholds = analysis.Thresholds(constant_std=constant_std)
-    return analysis.classify(stats, [0], thresholds).dead[0].tolist()
+    thresholds = classify.Thresholds(constant_std=constant_std)
+    return classify.classify(stats, [0], thresholds).dead[0].tolist()
 
 
 def test_constant_output_is_judged_against_the_lower_median_std():
@@ -123,9 +123,9 @@ def test_unit_never_above_epsilon_is_dead_even_if_its_output_varies():
         "mean_abs": np.array([[0.01, 0.5, 0.5]]),
         "std": np.array([[0.3, 0.5, 0.5]]),
     }
-    assert analysis.classify(stats, [0]).dead[0].tolist() == [True, False, False]
+    assert classify.classify(stats, [0]).dead[0].tolist() == [True, False, False]
     del stats["std"]  # without the std row as well
-    assert analysis.classify(stats, [0]).dead[0].tolist() == [True, False, False]
+    assert classify.classify(stats, [0]).dead[0].tolist() == [True, False, False]
 
 
 def test_dormant_score_is_relative_to_the_units_with_data_only():
@@ -135,7 +135,7 @@ def test_dormant_score_is_relative_to_the_units_with_data_only():
         "mean_abs": np.array([[0.2, 0.4, 5.0], [0.7, 3.0, 9.0]]),
         "count": np.array([[1.0, 64.0, 0.0], [1.0, 0.0, 0.0]]),
     }
-    result = analysis.classify(stats, [0, 10])
+    result = classify.classify(stats, [0, 10])
     np.testing.assert_allclose(result.score[0, :2], [2 / 3, 4 / 3], rtol=1e-6)
     assert np.isnan(result.score[0, 2])
     # A single unit with data is exactly average.
@@ -155,4 +155,4 @@ def test_dormant_score_is_relative_to_the_units_with_data_only():
 )
 def test_bad_thresholds_raise_value_error_naming_the_field(kwargs, name):
     with pytest.raises(ValueError, match=name):
-        analysis.Thresholds(**kwargs)
+        classify.Thresholds(**kwargs)

@@ -19,7 +19,8 @@ import pytest
 from tensorboard.summary.writer.record_writer import RecordWriter
 from werkzeug.test import Client
 
-from tb_deadneurons import records, tfrecord
+from tb_deadneurons.board import records
+from tb_deadneurons.format import tfrecord
 from tests.support import EventWriter, relu_batch
 from tests.test_plugin_routes import get, make_app
 

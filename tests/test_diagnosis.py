@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tb_deadneurons.diagnosis import diagnose
+from tb_deadneurons.analysis.hints import diagnose
 
 UNITS, T = 32, 20
 STEPS = np.arange(T, dtype=np.int64) * 100  # snapshots at 0, 100, ..., 1900

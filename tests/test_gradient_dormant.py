@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tb_deadneurons import analysis
+from tb_deadneurons.analysis import classify
 from tests import events
 from tests.support import EventWriter
 
@@ -89,7 +89,7 @@ def _classify(run, tag, **thresholds):
     snaps = events.snapshots(run)[tag]
     steps = [s for s, _ in snaps]
     stats = {k: np.stack([d[k] for _, d in snaps]) for k in snaps[0][1]}
-    return stats, analysis.classify(stats, steps, analysis.Thresholds(**thresholds))
+    return stats, classify.classify(stats, steps, classify.Thresholds(**thresholds))
 
 
 @pytest.fixture(scope="module")
@@ -107,14 +107,14 @@ def test_units_with_zero_outgoing_weights_are_exactly_the_tau0_grad_dormant(
     assert result.dead_now == BORN_DEAD  # alive downstream: it still gets dL/da
     assert not set(PRUNED) & set(result.dead_now)
     assert result.grad_dormant_count == [0, 0] + [len(PRUNED)] * 4
-    by_grad = analysis.classify(
+    by_grad = classify.classify(
         _classify(pruned_run, "hidden")[0],
         result.steps,
-        analysis.Thresholds("grad_dormant", tau=0.0),
+        classify.Thresholds("grad_dormant", tau=0.0),
     )
     assert [by_grad.died_at()[u] for u in PRUNED] == [PRUNE_AT] * 3
     cells = by_grad.matrix()
-    flagged = (cells & analysis.GRAD_DORMANT_BIT) > 0
+    flagged = (cells & classify.GRAD_DORMANT_BIT) > 0
     assert np.flatnonzero(flagged[:, -1]).tolist() == PRUNED
     assert not flagged[:, :2].any()
 
@@ -123,7 +123,7 @@ def test_gradient_starved_hint_names_the_pruned_units_since_pruning(pruned_run):
     _, result = _classify(pruned_run, "hidden", tau=0.0)
     (hint,) = [
         h
-        for h in analysis.hints(result, "relu", next_layer_dead_share=0.0)
+        for h in classify.hints(result, "relu", next_layer_dead_share=0.0)
         if h["pattern"] == "gradient_starved"
     ]
     assert hint["units"] == PRUNED
@@ -135,9 +135,9 @@ def test_gradient_starved_hint_names_the_pruned_units_since_pruning(pruned_run):
     assert "next layer has no dead unit" in hint["evidence"]
     assert "outgoing weights are not in the logs" in hint["evidence"]
     assert "pruned" in hint["remedy"] and "detach" in hint["remedy"]
-    unknown = analysis.hints(result, "relu")[-1]["evidence"]
+    unknown = classify.hints(result, "relu")[-1]["evidence"]
     assert "dead share is not known" in unknown
-    dead_next = analysis.hints(result, "relu", next_layer_dead_share=0.25)
+    dead_next = classify.hints(result, "relu", next_layer_dead_share=0.25)
     assert "25% of the next layer's units are dead" in dead_next[-1]["evidence"]
 
 
@@ -166,7 +166,7 @@ def test_healthy_layer_has_no_grad_dormant_unit_and_no_hint(healthy_run):
     _, result = _classify(healthy_run, "hidden")
     assert result.grad_dormant_count == [0] * len(STEPS)
     assert result.dead_now == []
-    assert analysis.hints(result, "relu", next_layer_dead_share=0.0) == []
+    assert classify.hints(result, "relu", next_layer_dead_share=0.0) == []
 
 
 def test_layer_mean_abs_is_the_count_weighted_mean_of_decoded_mean_abs(tmp_path):
@@ -179,7 +179,7 @@ def test_layer_mean_abs_is_the_count_weighted_mean_of_decoded_mean_abs(tmp_path)
         w.snapshot("d", 1, np.zeros_like(a))
     ((_, stats0), (_, stats1)) = events.snapshots(str(tmp_path))["d"]
     stats = {k: np.stack([stats0[k], stats1[k]]) for k in stats0}
-    got = analysis.layer_mean_abs(stats)
+    got = classify.layer_mean_abs(stats)
     weighted = (stats["mean_abs"][0] * stats["count"][0]).sum() / stats["count"][
         0
     ].sum()
@@ -199,6 +199,6 @@ def test_layer_mean_abs_drops_to_zero_when_every_unit_is_killed(tmp_path):
             _, a, _, da, _ = model.forward_backward(x, y)
             w.snapshot("hidden", step, a, gradients=da, activation="relu")
     stats, result = _classify(str(tmp_path), "hidden")
-    mean = analysis.layer_mean_abs(stats)
+    mean = classify.layer_mean_abs(stats)
     assert mean[0] > 0.1 and mean[1] > 0.1 and mean[2] == 0.0
     assert result.dead_count[-1] == HIDDEN

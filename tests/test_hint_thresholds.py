@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from tb_deadneurons import analysis, diagnosis
+from tb_deadneurons.analysis import classify, hints
 
 STEPS = np.arange(0, 100, 10)  # ten snapshots
 
@@ -21,10 +21,10 @@ def _burst_at(index: int, units: int = 16, died: int = 8) -> np.ndarray:
 
 
 def _patterns(dead, loss) -> list[str]:
-    hints = diagnosis.diagnose(
+    found = hints.diagnose(
         STEPS, dead, loss_steps=STEPS, loss_values=np.asarray(loss, np.float64)
     )
-    return [h["pattern"] for h in hints]
+    return [h["pattern"] for h in found]
 
 
 def test_loss_spike_must_exceed_twice_the_recent_median():
@@ -32,7 +32,7 @@ def test_loss_spike_must_exceed_twice_the_recent_median():
     flat = [0.5] * 10
     at_bar = flat[:5] + [2 * 0.5] + flat[6:]  # exactly SPIKE_RATIO x median
     above = flat[:5] + [1.5] + flat[6:]
-    assert diagnosis.SPIKE_RATIO == 2.0
+    assert hints.SPIKE_RATIO == 2.0
     assert _patterns(dead, flat) == ["burst"]
     assert _patterns(dead, at_bar) == ["burst"]
     assert _patterns(dead, above) == ["learning_rate"]
@@ -51,7 +51,7 @@ def test_a_loss_rising_from_exactly_zero_is_not_a_spike():
 
 def test_learning_rate_evidence_quotes_the_spike():
     dead = _burst_at(5)
-    (hint,) = diagnosis.diagnose(
+    (hint,) = hints.diagnose(
         STEPS, dead, loss_steps=STEPS, loss_values=[0.5] * 5 + [1.5] + [0.5] * 4
     )
     assert "the loss spiked to 1.5 at step 50" in hint["evidence"]
@@ -63,7 +63,7 @@ def test_one_saturated_unit_is_enough_and_the_evidence_counts_per_step():
     constant = np.zeros((4, 4), bool)
     constant[0, :] = True  # unit 0 flat throughout
     constant[1, 1:3] = True  # unit 1 flat at steps 10 and 20 only
-    (hint,) = diagnosis.diagnose(steps, constant, constant=constant, activation="tanh")
+    (hint,) = hints.diagnose(steps, constant, constant=constant, activation="tanh")
     assert hint["pattern"] == "saturation" and hint["units"] == [0, 1]
     assert "2 of 4 tanh units had a constant output" in hint["evidence"]
     assert "most at step 10 (2 units)" in hint["evidence"]
@@ -71,7 +71,7 @@ def test_one_saturated_unit_is_enough_and_the_evidence_counts_per_step():
     assert hint["steps"] == [10, 30]
     only_one = constant.copy()
     only_one[1] = False
-    (hint,) = diagnosis.diagnose(steps, only_one, constant=only_one, activation="tanh")
+    (hint,) = hints.diagnose(steps, only_one, constant=only_one, activation="tanh")
     assert hint["pattern"] == "saturation" and hint["units"] == [0]
 
 
@@ -79,7 +79,7 @@ def _starved(grad_dormant, share=None):
     steps = np.arange(0, 50, 10)
     grad_dormant = np.asarray(grad_dormant, bool)
     dead = np.zeros(grad_dormant.shape, bool)
-    (hint,) = diagnosis.diagnose(
+    (hint,) = hints.diagnose(
         steps,
         dead,
         grad_dormant=grad_dormant,
@@ -123,7 +123,7 @@ def test_gradient_starved_evidence_says_what_is_known_of_the_next_layer():
 
 
 def test_classified_tanh_layer_blames_only_its_flat_units_on_saturation():
-    # Through analysis.hints, as the report and ./timeline ask: unit 1 has a
+    # Through classify.hints, as the report and ./timeline ask: unit 1 has a
     # constant output (active, no spread), unit 2 never fires.
     t, units = 4, 6
     std = np.full((t, units), 0.3)
@@ -132,7 +132,7 @@ def test_classified_tanh_layer_blames_only_its_flat_units_on_saturation():
     af[:, 2] = 0.0
     std[:, 2] = 0.0
     stats = {"active_fraction": af, "mean_abs": np.full((t, units), 0.4), "std": std}
-    result = analysis.classify(stats, np.arange(t) * 10)
-    hints = {h["pattern"]: h for h in analysis.hints(result, "tanh")}
+    result = classify.classify(stats, np.arange(t) * 10)
+    hints = {h["pattern"]: h for h in classify.hints(result, "tanh")}
     assert hints["saturation"]["units"] == [1]
-    assert "saturation" not in {h["pattern"] for h in analysis.hints(result, "relu")}
+    assert "saturation" not in {h["pattern"] for h in classify.hints(result, "relu")}

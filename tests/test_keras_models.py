@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import tb_deadneurons
-from tb_deadneurons import codec, discovery, metadata, probe
+from tb_deadneurons.format import codec, metadata
+from tb_deadneurons.keras import discovery, probe
 from tests import events
 
 L = keras.layers

@@ -12,25 +12,28 @@ from tensorboard.backend.event_processing import data_provider
 from tensorboard.backend.event_processing import plugin_event_multiplexer as pem
 from werkzeug.test import Client
 
-from tb_deadneurons import analysis, codec, metadata, overview, reader, routes, summary
+from tb_deadneurons import summary
+from tb_deadneurons.analysis import classify, overview
+from tb_deadneurons.board import reader, routes
+from tb_deadneurons.format import codec, metadata
 from tests.support import EventWriter, relu_batch
 from tests.test_plugin_routes import make_app
 
 ACTIVE, DORMANT, DEAD, NO_DATA = (
-    analysis.STATE_ACTIVE,
-    analysis.STATE_DORMANT,
-    analysis.STATE_DEAD,
-    analysis.STATE_NO_DATA,
+    classify.STATE_ACTIVE,
+    classify.STATE_DORMANT,
+    classify.STATE_DEAD,
+    classify.STATE_NO_DATA,
 )
 
 
-LEVEL = analysis.GRAD_DORMANT_BIT - 1
+LEVEL = classify.GRAD_DORMANT_BIT - 1
 
 
 def cell(state: int, level: int = 0, grad_dormant: bool = False) -> int:
-    assert 0 <= level <= analysis.ACTIVITY_LEVELS
-    flag = analysis.GRAD_DORMANT_BIT if grad_dormant else 0
-    return state << analysis.STATE_SHIFT | flag | level
+    assert 0 <= level <= classify.ACTIVITY_LEVELS
+    flag = classify.GRAD_DORMANT_BIT if grad_dormant else 0
+    return state << classify.STATE_SHIFT | flag | level
 
 
 def active_matrix(units: int, steps: int, level: int = 20) -> np.ndarray:
@@ -49,7 +52,7 @@ def planted_layer_matrix(units: int, dead: list[int], snapshots: int = 4):
         codes = summary.snapshot_np(np.maximum(pre, 0))
         decoded.append(codec.decode_snapshot(codes, meta))
     stats = {name: np.stack([d[name] for d in decoded]) for name in decoded[0]}
-    return analysis.classify(stats, np.arange(snapshots) * 10).matrix()
+    return classify.classify(stats, np.arange(snapshots) * 10).matrix()
 
 
 def test_row_with_any_dead_unit_shows_dead_with_how_many():
@@ -127,7 +130,7 @@ def test_grad_dormant_flag_of_any_cell_marks_its_block():
     matrix = active_matrix(6, 4)
     matrix[4, 3] = cell(ACTIVE, 20, grad_dormant=True)
     view = overview.aggregate(matrix, rows=2, cols=2)
-    flagged = (view.cells & analysis.GRAD_DORMANT_BIT) > 0
+    flagged = (view.cells & classify.GRAD_DORMANT_BIT) > 0
     assert np.argwhere(flagged).tolist() == [[1, 1]]
     assert ((view.cells >> 6) == ACTIVE).all() and (view.cells & LEVEL == 20).all()
 

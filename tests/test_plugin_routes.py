@@ -17,8 +17,10 @@ from tensorboard.plugins import base_plugin
 from tensorboard.util import tensor_util
 from werkzeug.test import Client
 
-from tb_deadneurons import metadata, plugin, reader, summary
-from tb_deadneurons.proto import plugin_data_pb2
+from tb_deadneurons import summary
+from tb_deadneurons.board import plugin, reader
+from tb_deadneurons.format import metadata
+from tb_deadneurons.format.proto import plugin_data_pb2
 from tests.support import EventWriter, relu_batch
 
 STEPS = list(range(0, 300, 10))

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tb_deadneurons.revive import revive
+from tb_deadneurons.keras.revive import revive
 
 L = keras.layers
 RNG = np.random.default_rng(0)

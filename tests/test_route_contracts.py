@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from werkzeug.test import Client
 
-from tb_deadneurons import metadata, reader
+from tb_deadneurons.board import reader
+from tb_deadneurons.format import metadata
 from tests.support import EventWriter, relu_batch
 from tests.test_plugin_routes import REVIVED, STEPS, _raw, get, make_app, write_logs
 

@@ -6,7 +6,7 @@ import lightning.pytorch as pl
 import torch
 from tensorboard.backend.event_processing import event_accumulator
 
-from tb_deadneurons import metadata
+from tb_deadneurons.format import metadata
 from tb_deadneurons.torch.lightning import DeadNeuronCallback
 
 DEAD = [2, 9]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from tb_deadneurons import codec, metadata
+from tb_deadneurons.format import codec, metadata
 from tb_deadneurons.torch import DeadNeuronMonitor
 
 GPT2_DEAD = {0: [5, 77], 1: [120]}  # block -> FFN units planted dead

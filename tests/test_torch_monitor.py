@@ -13,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from tb_deadneurons import metadata, summary
+from tb_deadneurons import summary
+from tb_deadneurons.format import metadata
 from tb_deadneurons.torch import DeadNeuronMonitor
 from tb_deadneurons.torch import stats as torch_stats
 from tests.test_plugin_routes import get, make_app

@@ -102,11 +102,11 @@ def test_wheel_without_tensorflow_serves_the_dashboard(tmp_path):
         for py in (f for f in files if f.endswith(".py")):
             path = os.path.relpath(os.path.join(folder, py), REPO)
             assert path.replace(os.sep, "/") in names, f"{path} is not in the wheel"
-    assert "tb_deadneurons/proto/plugin_data.proto" in names
+    assert "tb_deadneurons/format/proto/plugin_data.proto" in names
     bindir = _venv_with(tmp_path, wheel)
     python = os.path.join(bindir, "python")
     probe = subprocess.run(
-        [python, "-c", "import importlib.util as u, tb_deadneurons.plugin as p;"
+        [python, "-c", "import importlib.util as u, tb_deadneurons.board.plugin as p;"
          "print(u.find_spec('tensorflow') is None, p.STATIC_DIR)"],
         cwd=tmp_path, check=True, capture_output=True, text=True,
     )  # fmt: skip

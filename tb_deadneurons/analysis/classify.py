@@ -57,8 +57,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from tb_deadneurons import codec, diagnosis, metadata
-from tb_deadneurons.metadata import ACTIVE_FRACTION, COUNT, MEAN_ABS, STD
+from tb_deadneurons.analysis.hints import diagnose
+from tb_deadneurons.format import codec, metadata
+from tb_deadneurons.format.metadata import ACTIVE_FRACTION, COUNT, MEAN_ABS, STD
 
 DEFINITIONS = ("dead", "dormant", "grad_dormant")
 GRAD_STAT = metadata.GRAD_MEAN_ABS
@@ -387,7 +388,7 @@ def hints(
     loss=None,
     next_layer_dead_share: float | None = None,
 ) -> list[dict]:
-    """Likely causes and remedies for a classified layer (``diagnosis``).
+    """Likely causes and remedies for a classified layer (``hints.diagnose``).
 
     Args:
       result: the layer's classification.
@@ -405,7 +406,7 @@ def hints(
     if loss is not None and loss.step_unit == "batch" and len(loss.steps):
         loss_steps, loss_values = np.asarray(loss.steps), np.asarray(loss.values)
     grad = result.grad_dormant
-    return diagnosis.diagnose(
+    return diagnose(
         result.steps,
         result.dead.T,
         never_active=never_active.T,

@@ -2,7 +2,7 @@
 
 A layer of 11,008 units over 500 snapshots is 5.5 M cells; a heat map a few
 hundred pixels high cannot show one row per unit. ``aggregate`` cuts the
-``uint8 [units, steps]`` cell matrix of ``analysis.Classification.matrix``
+``uint8 [units, steps]`` cell matrix of ``classify.Classification.matrix``
 (docs/routes.md) into at most ``rows`` x ``cols`` blocks of adjacent units
 and snapshots, optionally restricted to a unit range first (the zoom), and
 keeps what matters in each block:
@@ -27,10 +27,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tb_deadneurons import analysis, checks
+from tb_deadneurons.analysis import classify
+from tb_deadneurons.format import checks
 
-_STATE_SHIFT = analysis.STATE_SHIFT
-_GRAD_BIT = analysis.GRAD_DORMANT_BIT
+_STATE_SHIFT = classify.STATE_SHIFT
+_GRAD_BIT = classify.GRAD_DORMANT_BIT
 _LEVEL_BITS = _GRAD_BIT - 1  # the activity level sits below the grad flag
 # A block's most telling cell has the largest key: the state's display
 # priority (no data 0 < active 1 < dormant 2 < dead 3, i.e. (state + 1) % 4,
@@ -40,9 +41,9 @@ _LEVEL_BITS = _GRAD_BIT - 1  # the activity level sits below the grad flag
 # 5-50x slower on 5.5 M cells.
 _ROTATE = np.uint8(1 << _STATE_SHIFT)
 _STATE_BITS = np.uint8(0b11 << _STATE_SHIFT)
-_DEAD_KEY = np.uint8(((analysis.STATE_DEAD + 1) % 4) << _STATE_SHIFT)
-assert analysis.STATE_NO_DATA == 3 and (
-    analysis.STATE_ACTIVE < analysis.STATE_DORMANT < analysis.STATE_DEAD
+_DEAD_KEY = np.uint8(((classify.STATE_DEAD + 1) % 4) << _STATE_SHIFT)
+assert classify.STATE_NO_DATA == 3 and (
+    classify.STATE_ACTIVE < classify.STATE_DORMANT < classify.STATE_DEAD
 )
 
 

@@ -32,18 +32,19 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from tb_deadneurons import analysis, overview, reader, records, routes
-from tb_deadneurons.metadata import PLUGIN_NAME
+from tb_deadneurons.analysis import classify, overview
+from tb_deadneurons.board import reader, records, routes
+from tb_deadneurons.format.metadata import PLUGIN_NAME
 
 DEFAULT_SAMPLES = 800
 # TensorBoard's own default for scalars.
 DEFAULT_SCALAR_SAMPLES = 1000
-_HERE = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A wheel ships the dashboard inside the package (tb_deadneurons/static); a
 # source checkout, and an editable install of it, serves the top-level static/.
-STATIC_DIR = os.path.join(_HERE, "static")
+STATIC_DIR = os.path.join(_PACKAGE, "static")
 if not os.path.isdir(STATIC_DIR):
-    STATIC_DIR = os.path.join(os.path.dirname(_HERE), "static")
+    STATIC_DIR = os.path.join(os.path.dirname(_PACKAGE), "static")
 _CONTENT_TYPES = {
     ".js": "text/javascript",
     ".mjs": "text/javascript",
@@ -130,14 +131,14 @@ def view_from(request) -> overview.View:
 def query_from(request) -> routes.Query:
     """``routes.Query`` from ``tau``, ``definition``, ``constant_std``."""
     definition = _param(request, "definition", required=False) or "dead"
-    if definition not in analysis.DEFINITIONS:
+    if definition not in classify.DEFINITIONS:
         raise errors.InvalidArgumentError(
-            f"definition must be one of {', '.join(analysis.DEFINITIONS)}"
+            f"definition must be one of {', '.join(classify.DEFINITIONS)}"
         )
     return routes.Query(
-        tau=_float(request, "tau", analysis.DEFAULT_TAU),
+        tau=_float(request, "tau", classify.DEFAULT_TAU),
         definition=definition,
-        constant_std=_float(request, "constant_std", analysis.DEFAULT_CONSTANT_STD),
+        constant_std=_float(request, "constant_std", classify.DEFAULT_CONSTANT_STD),
     )
 
 

@@ -36,8 +36,9 @@ import numpy as np
 from tensorboard import context, errors
 from tensorboard.data import provider as provider_lib
 
-from tb_deadneurons import analysis, codec, metadata
-from tb_deadneurons.proto import plugin_data_pb2
+from tb_deadneurons.analysis import classify
+from tb_deadneurons.format import codec, metadata
+from tb_deadneurons.format.proto import plugin_data_pb2
 
 _REVIVAL = plugin_data_pb2.DeadNeuronsPluginData.REVIVAL
 # ``downsample`` for "every sample" (TensorBoard's readers take an int).
@@ -82,7 +83,7 @@ class Series:
     """One layer's readable snapshots.
 
     ``steps`` is int64 ``[T]``; ``stats`` maps stat name -> float32 ``[T, U]``
-    (lazily decoded, see ``analysis.classify``); ``units`` is the first
+    (lazily decoded, see ``classify.classify``); ``units`` is the first
     snapshot's unit count (0 without snapshots).
     """
 
@@ -245,36 +246,36 @@ class Classified(NamedTuple):
 
     series: Series
     stats: Mapping[str, np.ndarray]
-    result: analysis.Classification
+    result: classify.Classification
     warnings: list[str]
 
 
 def classify_series(
     series: Series,
-    tau: float = analysis.DEFAULT_TAU,
+    tau: float = classify.DEFAULT_TAU,
     definition: str = "dead",
-    constant_std: float = analysis.DEFAULT_CONSTANT_STD,
+    constant_std: float = classify.DEFAULT_CONSTANT_STD,
 ) -> Classified:
     """Classifies a series with its own epsilon; never changes ``series``.
 
-    A series without the rows ``analysis.REQUIRED_STATS`` names is classified
+    A series without the rows ``classify.REQUIRED_STATS`` names is classified
     as having no snapshots, with a warning.
 
     Raises:
       ValueError: a bad threshold, or ``definition`` "grad_dormant" for a
         series without the gradient row.
     """
-    thresholds = analysis.Thresholds(
+    thresholds = classify.Thresholds(
         definition=definition,
         tau=tau,
         epsilon=float(series.meta.epsilon),
         constant_std=constant_std,
     )
     stats, steps, warnings = series.stats, series.steps, list(series.warnings)
-    if not analysis.REQUIRED_STATS <= set(stats):
+    if not classify.REQUIRED_STATS <= set(stats):
         warnings.append(
             f"{_where(series.run, series.tag)}: no "
-            f"{' / '.join(sorted(analysis.REQUIRED_STATS))} rows; not classified"
+            f"{' / '.join(sorted(classify.REQUIRED_STATS))} rows; not classified"
         )
         steps = steps[:0]
     if not len(steps):
@@ -282,10 +283,10 @@ def classify_series(
         stats.update(
             {
                 n: np.zeros((0, series.units), np.float32)
-                for n in analysis.REQUIRED_STATS
+                for n in classify.REQUIRED_STATS
             }
         )
-    result = analysis.classify(stats, steps, thresholds)
+    result = classify.classify(stats, steps, thresholds)
     return Classified(series, stats, result, warnings)
 
 

@@ -32,10 +32,10 @@ import time
 
 from tensorboard.compat.proto import event_pb2
 
-from tb_deadneurons import reader
-from tb_deadneurons.tfrecord import FOOTER as _FOOTER
-from tb_deadneurons.tfrecord import HEADER as _HEADER
-from tb_deadneurons.tfrecord import masked_crc
+from tb_deadneurons.board import reader
+from tb_deadneurons.format.tfrecord import FOOTER as _FOOTER
+from tb_deadneurons.format.tfrecord import HEADER as _HEADER
+from tb_deadneurons.format.tfrecord import masked_crc
 
 SETTLE_SECONDS = 30.0
 # Unread bytes a background Scanner still checks within the request.

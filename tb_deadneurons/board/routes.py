@@ -18,7 +18,8 @@ from typing import NamedTuple
 import numpy as np
 from tensorboard import errors
 
-from tb_deadneurons import analysis, overview, reader
+from tb_deadneurons.analysis import classify, overview
+from tb_deadneurons.board import reader
 
 RUNS_CACHE_SIZE = 4096
 # Classified layers kept for ./timeline (see TimelineCache): ~6 MB each at
@@ -34,9 +35,9 @@ CELL = (
 class Query(NamedTuple):
     """The classification parameters a request may set."""
 
-    tau: float = analysis.DEFAULT_TAU
+    tau: float = classify.DEFAULT_TAU
     definition: str = "dead"
-    constant_std: float = analysis.DEFAULT_CONSTANT_STD
+    constant_std: float = classify.DEFAULT_CONSTANT_STD
 
 
 def finite(value):
@@ -141,7 +142,7 @@ def layer_mean_abs(stats) -> list:
     """The layer's mean |a| per step (4 significant digits; null: no data)."""
     if not len(stats["mean_abs"]):
         return []
-    return significant(analysis.layer_mean_abs(stats))
+    return significant(classify.layer_mean_abs(stats))
 
 
 class TimelineCache:
@@ -220,7 +221,7 @@ def _timeline_layer(rd, run, tag, query, loss_samples):
         "dormant_now": result.dormant_now,
         "grad_dormant_now": result.grad_dormant_now,
         "revivals": rd.revivals(run, tag),
-        "hints": analysis.hints(
+        "hints": classify.hints(
             result, series.meta.activation, rd.loss(run, loss_samples)
         ),
         "warnings": warnings,

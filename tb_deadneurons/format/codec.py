@@ -7,7 +7,7 @@ active) -- and store magnitudes on a log scale with a few percent of relative
 error, which is what keeps a snapshot at about one byte per unit and
 statistic on disk.
 
-``stats_tf`` (behind the ``summary.activations`` op) computes the same codes
+``tf.stats`` (behind the ``summary.activations`` op) computes the same codes
 in-graph; a test pins the two together.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tb_deadneurons.proto import plugin_data_pb2
+from tb_deadneurons.format.proto import plugin_data_pb2
 
 Kind = plugin_data_pb2.RowEncoding
 

@@ -18,7 +18,7 @@ import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.util import tensor_util
 
-from tb_deadneurons import metadata, tfrecord
+from tb_deadneurons.format import metadata, tfrecord
 
 _file_ids = itertools.count()
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from tensorboard.compat.proto import summary_pb2
 
-from tb_deadneurons import codec
-from tb_deadneurons.proto import plugin_data_pb2
+from tb_deadneurons.format import codec
+from tb_deadneurons.format.proto import plugin_data_pb2
 
 PLUGIN_NAME = "deadneurons"
 

@@ -1,4 +1,4 @@
-"""Per-unit statistics of a layer's output in numpy (the twin of ``stats_tf``).
+"""Per-unit statistics of a layer's output in numpy (the twin of ``tf.stats``).
 
 Every axis but the unit axis (batch, time, space) is reduced; the result is
 the uint8 ``[num_stats, units]`` snapshot of ``docs/format.md``.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tb_deadneurons import codec, metadata
+from tb_deadneurons.format import codec, metadata
 
 
 def check_shape(arg: str, shape, unit_axis: int) -> None:

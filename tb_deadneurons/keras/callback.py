@@ -15,16 +15,11 @@ import keras
 import numpy as np
 from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 
-from tb_deadneurons import (
-    analysis,
-    checks,
-    discovery,
-    events,
-    probe,
-    summary,
-)
-from tb_deadneurons.metadata import LOSS_TAG
-from tb_deadneurons.revive import revive
+from tb_deadneurons.analysis import classify
+from tb_deadneurons.format import checks, events, summary
+from tb_deadneurons.format.metadata import LOSS_TAG
+from tb_deadneurons.keras import discovery, probe
+from tb_deadneurons.keras.revive import revive
 
 __all__ = ["DeadNeuronCallback", "LOSS_TAG"]
 
@@ -256,7 +251,7 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         for tag, codes in self.last_snapshot.items():
             if tag in self._unrevivable:
                 continue
-            units = analysis.revivable_units(codes, self.gradients, self.revive_tau)
+            units = classify.revivable_units(codes, self.gradients, self.revive_tau)
             if not units:
                 continue
             try:

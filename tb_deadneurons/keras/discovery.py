@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import keras
 
-from tb_deadneurons import checks
+from tb_deadneurons.format import checks
 
 # Layers whose output is itself a non-linearity, whatever their arguments.
 _ACTIVATION_LAYERS = {

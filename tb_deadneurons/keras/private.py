@@ -26,9 +26,6 @@ Each private API, where it is used, and why there is no public way:
 - ``Optimizer._trainable_variables``, ``_var_key``,
   ``_trainable_variables_indices`` (``optimizer_slots``): which slot variable
   (Adam's m and v, momentum) belongs to which model variable.
-- ``tensorflow.python.ops.summary_ops_v2._summary_state``
-  (``default_summary_writer``): the TF op keeps its metadata-once flag per
-  default writer.
 """
 
 from __future__ import annotations
@@ -146,13 +143,3 @@ def optimizer_slots(optimizer) -> list:
             ):
                 found.append((value, index_of, name))
     return found
-
-
-def default_summary_writer():
-    """TensorFlow's current default summary writer, or None."""
-    try:
-        from tensorflow.python.ops import summary_ops_v2
-
-        return summary_ops_v2._summary_state.writer
-    except (ImportError, AttributeError):  # a TensorFlow without it
-        return None

@@ -10,7 +10,7 @@ variable changes: BN moving statistics, seed-generator states and metric
 states are left as they were.
 
 Layer outputs are caught by wrapping the layers' ``call`` for the length of
-one pass only (``keras_private.wrapped_calls``); the training step never sees
+one pass only (``private.wrapped_calls``); the training step never sees
 the wrapper. The statistics are ``stats.snapshot_np``: one implementation,
 on the host, for every backend.
 """
@@ -24,7 +24,8 @@ import sys
 import keras
 import numpy as np
 
-from tb_deadneurons import discovery, keras_private, stats
+from tb_deadneurons.format import stats
+from tb_deadneurons.keras import discovery, private
 
 
 def _dataset_batch(probe_data):
@@ -155,7 +156,7 @@ class Probe:
         variables (jax's compiled pass); nothing is written to any variable.
         """
         with (
-            keras_private.wrapped_calls(layers, self._batchnorms, deltas) as outputs,
+            private.wrapped_calls(layers, self._batchnorms, deltas) as outputs,
             keras.StatelessScope(state_mapping=state),
         ):
             y_pred = self.model(self._x, training=False)

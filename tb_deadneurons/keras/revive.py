@@ -25,7 +25,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from tb_deadneurons import keras_private
+from tb_deadneurons.keras import private
 
 _ELEMENTWISE_ACTIVATIONS = frozenset(
     "linear relu relu6 leaky_relu elu selu gelu tanh sigmoid hard_sigmoid "
@@ -74,7 +74,7 @@ def _activation_name(fn) -> str:
 
 def _graph(model):
     """The functional graph of ``model`` (a Sequential's is its layer chain)."""
-    graph = keras_private.functional_graph(model)
+    graph = private.functional_graph(model)
     if graph is None:
         raise ValueError(
             f"model {model.name!r} has no layer graph (build it with an Input, "
@@ -84,7 +84,7 @@ def _graph(model):
 
 
 def _single_node(graph, layer):
-    nodes = keras_private.nodes_in(graph, layer)
+    nodes = private.nodes_in(graph, layer)
     if len(nodes) != 1:
         raise ValueError(
             f"layer {layer.name!r} is called {len(nodes)} times in the model; "
@@ -132,13 +132,13 @@ def _plan_outgoing(graph, out, mask: np.ndarray, sets, edits: list) -> None:
     """Appends ``(variable, bool mask)`` zero-edits for what ``out`` feeds."""
     if any(out is t for t in graph.outputs):
         raise ValueError(
-            f"revived units reach model output {keras_private.producer(out).name!r}"
+            f"revived units reach model output {private.producer(out).name!r}"
             " without a weighted layer in between"
         )
-    for node in keras_private.outbound_nodes(out):
+    for node in private.outbound_nodes(out):
         layer = node.operation
         if not any(t is out for t in node.arguments.keras_tensors) or not any(
-            node is n for n in keras_private.nodes_in(graph, layer)
+            node is n for n in private.nodes_in(graph, layer)
         ):
             continue  # another output of a shared layer, or outside this model
         if len(node.arguments.keras_tensors) != 1:
@@ -200,7 +200,7 @@ def _check_optimizer(optimizer, variables) -> list:
         raise ValueError(
             f"optimizer must be a keras.optimizers.Optimizer or None; got {optimizer!r}"
         )
-    slots = keras_private.optimizer_slots(optimizer)
+    slots = private.optimizer_slots(optimizer)
     if getattr(optimizer, "built", False) and slots:
         _, index_of, _ = slots[0]
         foreign = [v.path for v in variables if v.trainable and index_of(v) is None]

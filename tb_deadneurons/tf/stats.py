@@ -1,6 +1,6 @@
 """Per-unit statistics of a layer's output computed in the TensorFlow graph.
 
-The in-graph twin of ``stats.snapshot_np``: same reductions, same codes
+The in-graph twin of ``format.stats.snapshot_np``: same reductions, same codes
 (a test pins them together). TensorFlow is passed in, not imported, so the
 module imports without it.
 """
@@ -11,9 +11,10 @@ import weakref
 
 import numpy as np
 
-from tb_deadneurons import codec, keras_private, metadata
-from tb_deadneurons.proto import plugin_data_pb2
-from tb_deadneurons.stats import check_shape
+from tb_deadneurons.format import codec, metadata
+from tb_deadneurons.format.proto import plugin_data_pb2
+from tb_deadneurons.format.stats import check_shape
+from tb_deadneurons.tf import private
 
 _Kind = plugin_data_pb2.RowEncoding
 
@@ -176,7 +177,7 @@ def write_once(tag: str, tensor, step, summary_metadata):
     import tensorflow as tf
 
     full = summary_metadata.SerializeToString()
-    writer = keras_private.default_summary_writer()
+    writer = private.default_summary_writer()
     if writer is None:
         return tf.summary.write(tag, tensor, step=step, metadata=full)
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from tb_deadneurons import checks
+from tb_deadneurons.format import checks
 
 # Class name -> the activation name recorded in the metadata (Keras's names,
 # so readers and hints treat both writers alike).

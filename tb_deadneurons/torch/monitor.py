@@ -8,8 +8,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from tb_deadneurons import analysis, checks, metadata, summary
-from tb_deadneurons.events import EventWriter
+from tb_deadneurons.analysis import classify
+from tb_deadneurons.format import checks, metadata, summary
+from tb_deadneurons.format.events import EventWriter
 from tb_deadneurons.torch import modules as modules_lib
 from tb_deadneurons.torch import probe as probe_lib
 from tb_deadneurons.torch import revive as revive_lib
@@ -226,7 +227,7 @@ class DeadNeuronMonitor:
         for tag, module, _, _ in self._probe.layout:
             if tag in self._unrevivable:
                 continue
-            units = analysis.revivable_units(
+            units = classify.revivable_units(
                 self.last_snapshot[tag], self.gradients, self.revive_tau
             )
             if not units:

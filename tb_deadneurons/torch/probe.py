@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-from tb_deadneurons import metadata
+from tb_deadneurons.format import metadata
 from tb_deadneurons.torch import modules as modules_lib
 from tb_deadneurons.torch import stats
 

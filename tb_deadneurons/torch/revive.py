@@ -23,7 +23,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from tb_deadneurons import checks
+from tb_deadneurons.format import checks
 from tb_deadneurons.torch import modules as modules_lib
 
 _CONV = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)

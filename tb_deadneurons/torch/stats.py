@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tb_deadneurons import codec, metadata
+from tb_deadneurons.format import codec, metadata
 
 
 def units_last(x: torch.Tensor, unit_axis: int) -> torch.Tensor:
