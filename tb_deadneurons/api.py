@@ -124,8 +124,11 @@ def load(
 ) -> Logs:
     """Reads and classifies every snapshot series under ``logdir``.
 
-    Every snapshot on disk is read (no sampling). Layers without a readable
-    snapshot are left out, with a warning. ``tau``, ``definition`` and
+    Every snapshot on disk is read (no sampling), everything readable of a
+    damaged file included (``records``: a record that is not an ``Event`` is
+    skipped, an absurd length header ends what is read of its file; each is
+    a warning with file and byte). Layers without a readable snapshot are
+    left out, with a warning. ``tau``, ``definition`` and
     ``constant_std`` are ``classify.Thresholds``'; the epsilon is each
     series' own.
 
@@ -135,10 +138,11 @@ def load(
       OSError: the log dir cannot be read.
     """
     classify.Thresholds(definition=definition, tau=tau, constant_std=constant_std)
-    rd = reader.Reader(
-        reader.local_data_provider(logdir), "", downsample=reader.ALL_SAMPLES
-    )
-    found, warnings = rd.layers(run)
+    scanner = records.Scanner(logdir)
+    provider, warnings = reader.local_data_provider(logdir, scanner.readable_ends())
+    rd = reader.Reader(provider, "", downsample=reader.ALL_SAMPLES)
+    found, more = rd.layers(run)
+    warnings += more
     layers = {}
     for run_, tags in found.items():
         loss = rd.loss(run_, downsample=reader.ALL_SAMPLES)
@@ -147,7 +151,7 @@ def load(
             warnings += w
             if layer is not None:
                 layers.setdefault(run_, {})[tag] = layer
-    warnings += records.Scanner(logdir).warnings(run)
+    warnings += scanner.warnings(run)
     return Logs(layers, list(dict.fromkeys(warnings)))
 
 

@@ -71,7 +71,7 @@ def write_damaged(logdir: str) -> dict[str, tuple[str, int]]:
             at = offsets[-1]
             os.truncate(path, at + 20)
         if run == "cut":
-            old = time.time() - 2 * records.SETTLE_SECONDS
+            old = time.time() - 2 * records.MOVED_ON_SECONDS
             os.utime(path, (old, old))
         out[run] = (os.path.relpath(path, logdir), at)
     return out

@@ -26,8 +26,11 @@ treats them as "no data".
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import sys
+import tempfile
 import types
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple
@@ -145,16 +148,85 @@ def without_tensorflow() -> None:
         )
 
 
-def local_data_provider(logdir: str):
-    """TensorBoard's own ``MultiplexerDataProvider`` over ``logdir``, every
-    snapshot kept (what ``tensorboard --load_fast=false`` reads with)."""
+# Reloads of one run that may each fail on one record (they read on past it).
+MAX_RELOADS = 1000
+
+
+def local_data_provider(logdir: str, readable_ends: Mapping[str, int] | None = None):
+    """(TensorBoard's own ``MultiplexerDataProvider`` over ``logdir``, every
+    snapshot kept (what ``tensorboard --load_fast=false`` reads with), the
+    warnings of loading it).
+
+    ``readable_ends`` maps event files under ``logdir`` to the byte where
+    their readable part ends (``records.Scanner.readable_ends``): TensorBoard's
+    loader is given only that part (a copy), since its reader cannot survive
+    an absurd length header. A reload that raises on a record (one that is
+    not an ``Event``: ``DecodeError``) has consumed it, so the run is
+    reloaded, reading on past it, as the Rust data server does.
+    """
     from tensorboard.backend.event_processing import data_provider
     from tensorboard.backend.event_processing import plugin_event_multiplexer as pem
 
     multiplexer = pem.EventMultiplexer(tensor_size_guidance={metadata.PLUGIN_NAME: 0})
-    multiplexer.AddRunsFromDirectory(logdir)
-    multiplexer.Reload()
-    return data_provider.MultiplexerDataProvider(multiplexer, logdir)
+    with _loadable(logdir, readable_ends or {}) as path:
+        multiplexer.AddRunsFromDirectory(path)
+        warnings = [
+            w for run in sorted(multiplexer.Runs()) for w in _reload(multiplexer, run)
+        ]
+    return data_provider.MultiplexerDataProvider(multiplexer, logdir), warnings
+
+
+def _reload(multiplexer, run: str) -> list[str]:
+    """Loads one run, reading on past records the loader raises on."""
+    accumulator = multiplexer.GetAccumulator(run)
+    for _ in range(MAX_RELOADS):
+        try:
+            accumulator.Reload()
+            return []
+        except Exception as e:  # noqa: BLE001 - whatever TensorBoard's loader raises
+            last = f"{type(e).__name__}: {e}"
+    return [
+        f"run {run}: TensorBoard's loader failed {MAX_RELOADS} times (last: "
+        f"{last}); what it read before is shown"
+    ]
+
+
+@contextlib.contextmanager
+def _loadable(logdir: str, readable_ends: Mapping[str, int]):
+    """``logdir`` itself, or (when files are to be cut) a temporary mirror:
+    links to its event files, and copies of the readable part of those in
+    ``readable_ends``. Removed on exit."""
+    if not readable_ends:
+        yield logdir
+        return
+    with tempfile.TemporaryDirectory(prefix="tb_deadneurons-") as mirror:
+        for root, _, files in os.walk(logdir):
+            target = os.path.join(mirror, os.path.relpath(root, logdir))
+            os.makedirs(target, exist_ok=True)
+            for name in files:
+                if "tfevents" not in name:
+                    continue
+                source = os.path.join(root, name)
+                if source in readable_ends:
+                    _copy_head(
+                        source, os.path.join(target, name), readable_ends[source]
+                    )
+                else:
+                    os.symlink(os.path.abspath(source), os.path.join(target, name))
+        yield mirror
+
+
+def _copy_head(source: str, target: str, size: int) -> None:
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        while size > 0:
+            block = src.read(min(size, 1 << 22))
+            if not block:
+                break
+            dst.write(block)
+            size -= len(block)
+    # The copy keeps the original's times, so the loader sees the same file.
+    st = os.stat(source)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _where(run: str, tag: str, step=None) -> str:

@@ -16,9 +16,21 @@ uint32 masked_crc(data)``, little-endian. What TensorBoard 2.21 does on damage:
 - data failing its CRC: the Python loader stops reading the file there
   (and retries from that record forever); the Rust data server loads the
   record as it is and reads on (seen with a bit flip in a snapshot);
-- a file ending inside a record: both loaders wait for the rest (a writer
-  may still be writing it); reported once the file has not changed for
-  ``SETTLE_SECONDS``.
+- a length header with a valid CRC and an absurd length (beyond
+  protobuf's 2 GiB message limit: 2^40, 2^63): the Python loader tries to
+  read that many bytes (``OverflowError``/``MemoryError`` without
+  TensorFlow; TensorFlow's reader in the process crashes it), the Rust data
+  server aborts on the allocation. Named here as damage; never read;
+- a CRC-valid record that is not an ``Event``: the Python loader raises
+  ``DecodeError`` out of its reload, the Rust data server skips it. Named
+  here and skipped;
+- a file ending inside a record: both loaders wait for the rest, since a
+  live writer leaves its file so between flushes (PyTorch's
+  ``SummaryWriter`` and TensorBoard's writer flush every 120 s). Reported
+  only once the writer has evidently moved on (``moved_on``): a later
+  event file in the same directory was created after this file's last
+  change, or the file has not changed for ``moved_on_seconds`` (default
+  ``MOVED_ON_SECONDS``, or the environment variable ``MOVED_ON_ENV``).
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import struct
 import threading
 import time
@@ -37,7 +50,21 @@ from tb_deadneurons.format.tfrecord import FOOTER as _FOOTER
 from tb_deadneurons.format.tfrecord import HEADER as _HEADER
 from tb_deadneurons.format.tfrecord import masked_crc
 
-SETTLE_SECONDS = 30.0
+# A file ending inside a record is reported once unchanged this long: five
+# times the longest default flush interval of a writer of event files
+# (TensorBoard's EventFileWriter and PyTorch's SummaryWriter: 120 s), so a
+# paused, live run (evaluation, checkpointing) is never called damaged.
+MOVED_ON_SECONDS = 600.0
+# Overrides MOVED_ON_SECONDS (seconds, a number >= 0), for every Scanner
+# that is not given its own ``moved_on_seconds``.
+MOVED_ON_ENV = "TB_DEADNEURONS_MOVED_ON_SECONDS"
+# Protobuf cannot parse a message of 2 GiB or more, so no event is that long.
+MAX_RECORD = (2 << 30) - 1
+# The creation time TensorBoard's, TensorFlow's and PyTorch's writers put in
+# an event file's name: events.out.tfevents.<seconds>.<host>....
+NOT_EVENT = "record is not an Event"
+ABSURD = "length header says {} bytes (a record is < 2 GiB)"
+_CREATED = re.compile(r"tfevents\.(\d+)")
 # Unread bytes a background Scanner still checks within the request.
 SYNC_BYTES = 8 << 20
 # Read in blocks so a big file never sits in memory whole.
@@ -79,7 +106,15 @@ def _framed(f, offset: int, scan: FileScan):
             scan.stopped = True
             scan.offset = base + pos
             return
-        end = pos + _HEADER + struct.unpack("<Q", header)[0] + _FOOTER
+        length = struct.unpack("<Q", header)[0]
+        if length > MAX_RECORD:
+            scan.damage.append((base + pos, ABSURD.format(length)))
+            scan.stopped = True
+            scan.offset = base + pos
+            return
+        end = pos + _HEADER + length + _FOOTER
+        if base + end > scan.size:
+            break  # ends beyond the file (as stat saw it): never read it
         if len(buf) < end:
             # Drop what was consumed before reading on: growing the whole
             # buffer instead copied the file so far at every block (quadratic:
@@ -96,7 +131,7 @@ def _framed(f, offset: int, scan: FileScan):
         yield base + pos, buf[pos + _HEADER : end - _FOOTER], expected
         pos = end
         scan.offset = base + pos
-    scan.partial = base + len(buf) - scan.offset
+    scan.partial = max(0, scan.size - scan.offset)
 
 
 def _records(f, offset: int, scan: FileScan):
@@ -126,7 +161,7 @@ def scan_file(path: str, previous: FileScan | None = None) -> FileScan:
             try:
                 event = event_pb2.Event.FromString(data)
             except Exception:  # noqa: BLE001 - protobuf's DecodeError and kin
-                scan.damage.append((position, "record is not an Event"))
+                scan.damage.append((position, NOT_EVENT))
                 continue
             for value in event.summary.value:
                 scan.steps.setdefault(value.tag, []).append(event.step)
@@ -143,10 +178,54 @@ def _after(scan: FileScan, position: int) -> str:
     return f"{len(steps)} events after it, steps {min(steps)}..{max(steps)}"
 
 
-def _damage_warnings(name: str, scan: FileScan, now: float) -> list[str]:
+def default_moved_on_seconds() -> float:
+    """``MOVED_ON_SECONDS``, or ``MOVED_ON_ENV``'s value where it is set.
+
+    Raises:
+      ValueError: ``MOVED_ON_ENV`` is set to something other than a finite
+        number >= 0 (naming the variable and the value).
+    """
+    raw = os.environ.get(MOVED_ON_ENV)
+    if raw is None:
+        return MOVED_ON_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ValueError(
+            f"{MOVED_ON_ENV} must be a number of seconds >= 0, got {raw!r}"
+        )
+    return value
+
+
+def created(path: str) -> int | None:
+    """The creation time (whole seconds) in an event file's name, or None."""
+    match = _CREATED.search(os.path.basename(path))
+    return int(match.group(1)) if match else None
+
+
+def moved_on(scan: FileScan, siblings: list[str], now: float, age: float) -> bool:
+    """Whether the writer of ``scan``'s file has evidently left it: the file
+    is unchanged for ``age`` seconds, or one of ``siblings`` (the other
+    event files in its directory) was created after the file last changed.
+    A live writer between two flushes satisfies neither."""
+    if now - scan.mtime >= age:
+        return True
+    return any((created(other) or 0) > scan.mtime for other in siblings)
+
+
+def _damage_warnings(name: str, scan: FileScan, moved: bool) -> list[str]:
     out = []
     for position, what in sorted(scan.damage):
-        if scan.stopped and position == scan.offset:
+        if what == NOT_EVENT:
+            skipped = "skipped; both TensorBoard loaders read on past it"
+        elif what.startswith(ABSURD[:18]):
+            skipped = (
+                "nothing after it is read; TensorBoard's own loaders cannot "
+                "survive it (see docs/routes.md)"
+            )
+        elif scan.stopped and position == scan.offset:
             skipped = (
                 f"neither loader reads the {scan.size - position} bytes from here "
                 "to the end of the file"
@@ -159,10 +238,11 @@ def _damage_warnings(name: str, scan: FileScan, now: float) -> list[str]:
                 "damaged record as it is"
             )
         out.append(f"event file {name}, byte {position}: {what}; {skipped}")
-    if scan.partial and now - scan.mtime >= SETTLE_SECONDS:
+    if scan.partial and moved:
         out.append(
             f"event file {name}, byte {scan.offset}: ends inside a record "
-            f"({scan.partial} bytes, truncated); TensorBoard waits for the rest"
+            f"({scan.partial} bytes, truncated) and its writer has moved on; "
+            "TensorBoard waits for the rest"
         )
     return out
 
@@ -194,11 +274,29 @@ class Scanner:
     is bound by reading the files (the CRC runs at GB/s); with
     ``background=True`` more than ``SYNC_BYTES`` of unread bytes are scanned
     in a thread, and ``warnings`` answers at once with what is known so far
-    and a line saying the check is under way.
+    and a line saying the check is under way. ``moved_on_seconds`` is how
+    long a file ending inside a record must stay unchanged to be reported
+    (default: ``default_moved_on_seconds()``); see ``moved_on``.
+
+    Raises:
+      ValueError: ``moved_on_seconds`` (or ``MOVED_ON_ENV``) is not a
+        finite number >= 0.
     """
 
-    def __init__(self, logdir: str | None, background: bool = False):
+    def __init__(
+        self,
+        logdir: str | None,
+        background: bool = False,
+        moved_on_seconds: float | None = None,
+    ):
         self._logdir = logdir
+        if moved_on_seconds is None:
+            moved_on_seconds = default_moved_on_seconds()
+        elif not 0 <= moved_on_seconds < float("inf"):
+            raise ValueError(
+                f"moved_on_seconds must be a number >= 0, got {moved_on_seconds!r}"
+            )
+        self._age = float(moved_on_seconds)
         self._background = background
         self._files: dict[str, FileScan] = {}
         self._errors: dict[str, str] = {}
@@ -265,10 +363,44 @@ class Scanner:
             self._scan(paths)
         return self._report(paths, run) + note
 
+    def _moved(self, paths: list[str], files: dict[str, FileScan]) -> set[str]:
+        """The scanned ``paths`` whose writers have moved on (``moved_on``)."""
+        now, by_dir = time.time(), {}
+        for path in paths:
+            by_dir.setdefault(os.path.dirname(path), []).append(path)
+        return {
+            path
+            for path in paths
+            if path in files
+            and moved_on(
+                files[path],
+                [p for p in by_dir[os.path.dirname(path)] if p != path],
+                now,
+                self._age,
+            )
+        }
+
+    def readable_ends(self) -> dict[str, int]:
+        """Event file path -> the byte where its readable part ends, for the
+        files TensorBoard's loaders cannot read to the end: a bad or absurd
+        length header (nothing after it is readable), or a cut-off record
+        whose writer has moved on. Scans first, like ``warnings()``."""
+        paths = self._paths()
+        self._scan(paths)
+        with self._lock:
+            files = dict(self._files)
+        moved = self._moved(paths, files)
+        return {
+            path: scan.offset
+            for path, scan in files.items()
+            if path in paths and (scan.stopped or (scan.partial and path in moved))
+        }
+
     def _report(self, paths: list[str], run: str | None) -> list[str]:
-        out, by_run, now = [], {}, time.time()
+        out, by_run = [], {}
         with self._lock:
             files, errors = dict(self._files), dict(self._errors)
+        moved = self._moved(paths, files)
         for path in paths:
             rel = os.path.relpath(path, self._logdir)
             name = os.path.dirname(rel) or "."
@@ -278,7 +410,7 @@ class Scanner:
                 out.append(f"event file {rel}: {errors[path]}")
             if path not in files:
                 continue
-            out += _damage_warnings(rel, files[path], now)
+            out += _damage_warnings(rel, files[path], path in moved)
             by_run.setdefault(name, []).append(files[path])
         for name, scans in by_run.items():
             warning = self._restarts(name, scans)
