@@ -15,6 +15,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tb-deadneurons",
         description="Dead, dormant and revived units in TensorBoard logs.",
     )
+    from tb_deadneurons import __version__
+
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     from tb_deadneurons import demo, report
 

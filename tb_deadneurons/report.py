@@ -4,19 +4,31 @@ Reads and classifies with ``api.load`` (TensorBoard's own loader, every
 snapshot kept, the restart rule and the warnings of the dashboard), so the
 report, the notebook API and the routes give the same answers.
 
-Output: a text table per run, or with ``--json`` one object::
+Output: a text table per run, or with ``--json`` one object, a versioned
+contract (``"schema": SCHEMA``; a change of a key's name or meaning raises
+it, and the old name stays as an alias for one minor version)::
 
-  {"runs": {RUN: {"layers": {TAG: {"units": int, "steps": [int],
-     "dead_count": [int], "dormant_count": [int], "dead_now": [int],
-     "dead_count_now": int, "dormant_units": [int],
-     "grad_dormant_units": [int] | null, "grad_dormant_count": [int] | null,
+  {"schema": 2,
+   "runs": {RUN: {"layers": {TAG: {"units": int, "steps": [int],
+     "dead_count": [int], "dormant_count": [int],
+     "grad_dormant_count": [int] | null,
+     "dead_units": [int], "dormant_units": [int],
+     "grad_dormant_units": [int] | null, "revived_units": [int],
+     "dead_count_now": int,
      "mean_abs": [float | null], "died_at": {"UNIT": step},
-     "revived_units": [int], "revivals": [{"step": int, "units": [int]}],
-     "hints": [{"pattern", "remedy", "evidence", "steps", "units"}]}}}},
-   "warnings": [str]}
+     "revivals": [{"step": int, "units": [int]}],
+     "hints": [{"pattern", "remedy", "evidence", "steps", "units"}],
+     "dead_now": [int]}}}},
+   "warnings": [str],
+   "deprecated": {OLD KEY: NEW KEY}}
 
-``dead_now``/``dormant_units``/``grad_dormant_units`` are those at the last
-snapshot (``grad_*`` null without the gradient row); ``mean_abs`` is the
+Every per-unit list is named ``<state>_units``: ``dead_units``,
+``dormant_units``, ``grad_dormant_units`` are the units in that state at the
+last snapshot (``grad_*`` null without the gradient row), ``revived_units``
+those dead at some snapshot and active later. Per-step lists are
+``<state>_count``. Deprecated (schema 1, tb_deadneurons 0.2): ``dead_now``,
+the same list as ``dead_units``; it goes in the next minor version, and
+``deprecated`` names each such alias with its replacement. ``mean_abs`` is the
 layer's mean |a| per step; ``died_at`` lists only units dead at the end;
 ``revivals`` are the re-initialisations logged by
 ``DeadNeuronCallback(revive_every=...)`` or ``summary.revivals``. The text
@@ -42,6 +54,15 @@ from tb_deadneurons.analysis import classify
 from tb_deadneurons.board import reader, routes
 
 _PROG = "tb-deadneurons report"
+# The --json contract's version (module docstring); 1 had no "schema" key.
+SCHEMA = 2
+# Deprecated key -> its replacement, kept as aliases for one minor version.
+DEPRECATED = {"dead_now": "dead_units"}
+EXIT_STATUS = """exit status:
+  0  checked, and no layer over --fail-above
+  1  a layer's dead fraction at its last snapshot exceeds --fail-above
+  2  could not check: bad arguments, no snapshot series found, or the log
+     dir unreadable (one line on stderr, never a traceback)"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FRACTION",
         help="exit 1 if a layer's dead fraction at its last snapshot exceeds this",
     )
+    parser.epilog = EXIT_STATUS
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.set_defaults(run=run)
 
 
@@ -85,23 +108,24 @@ def printable(text: str) -> str:
 def layer_json(layer: api.Layer) -> dict:
     """One layer's ``--json`` object (module docstring)."""
     r = layer.result
-    grad = r.grad_dormant_now
-    return {
+    body = {
         "units": r.units,
         "steps": r.steps.tolist(),
         "dead_count": r.dead_count,
         "dormant_count": r.dormant_count,
-        "dead_now": r.dead_now,
-        "dead_count_now": len(r.dead_now),
-        "dormant_units": r.dormant_now,
-        "grad_dormant_units": grad,
         "grad_dormant_count": r.grad_dormant_count,
+        "dead_units": r.dead_now,
+        "dormant_units": r.dormant_now,
+        "grad_dormant_units": r.grad_dormant_now,
+        "revived_units": [int(u) for u in r.revived().nonzero()[0]],
+        "dead_count_now": len(r.dead_now),
         "mean_abs": routes.finite(layer.mean_abs.tolist()),
         "died_at": {str(u): s for u, s in enumerate(r.died_at()) if s is not None},
-        "revived_units": [int(u) for u in r.revived().nonzero()[0]],
         "revivals": layer.revivals,
         "hints": layer.hints,
     }
+    body.update({old: body[new] for old, new in DEPRECATED.items()})
+    return body
 
 
 def to_json(logs: api.Logs) -> dict:
@@ -110,7 +134,12 @@ def to_json(logs: api.Logs) -> dict:
         run: {"layers": {tag: layer_json(layer) for tag, layer in tags.items()}}
         for run, tags in logs.layers.items()
     }
-    return {"runs": runs, "warnings": logs.warnings}
+    return {
+        "schema": SCHEMA,
+        "runs": runs,
+        "warnings": logs.warnings,
+        "deprecated": dict(DEPRECATED),
+    }
 
 
 _HEADER = (
@@ -223,9 +252,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"cannot read {args.logdir!r}: {type(e).__name__}: {e}")
     if args.run_name is not None and args.run_name not in logs.layers:
         return _fail(f"no snapshot series in run {args.run_name!r}")
-    print(json.dumps(routes.finite(to_json(logs))) if args.json else to_text(logs))
-    if not logs.layers:
+    if not logs.layers:  # the error line alone: nothing on stdout
         return _fail(f"no dead-neuron snapshot series found under {args.logdir!r}")
+    print(json.dumps(routes.finite(to_json(logs))) if args.json else to_text(logs))
     over = [] if args.fail_above is None else _over(logs, args.fail_above)
     for message in over:
         print(f"{_PROG}: {message}", file=sys.stderr)

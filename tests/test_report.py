@@ -50,10 +50,8 @@ def test_json_report_has_the_planted_units_and_death_steps(logdir):
     body = json.loads(result.stdout)
     dense = body["runs"]["planted/train"]["layers"]["dense"]
     assert dense["units"] == 16 and dense["steps"] == STEPS
-    assert dense["dead_now"] == sorted(BORN_DEAD + list(KILLED_AT))
-    assert (
-        dense["dead_count_now"] == len(dense["dead_now"]) and "dead_units" not in dense
-    )
+    assert dense["dead_units"] == sorted(BORN_DEAD + list(KILLED_AT))
+    assert dense["dead_count_now"] == len(dense["dead_units"])
     assert dense["grad_dormant_units"] is None and dense["grad_dormant_count"] is None
     assert len(dense["mean_abs"]) == len(STEPS)
     expected = {str(u): 0 for u in BORN_DEAD}
@@ -61,9 +59,46 @@ def test_json_report_has_the_planted_units_and_death_steps(logdir):
     assert dense["died_at"] == expected
     assert dense["revived_units"] == [REVIVED]
     assert len(dense["dead_count"]) == len(STEPS) == len(dense["dormant_count"])
-    assert set(dense["dormant_units"]) >= set(dense["dead_now"])
+    assert set(dense["dormant_units"]) >= set(dense["dead_units"])
     assert body["runs"]["odd"]["layers"]["dense"]["steps"] == [0, 1, 2, 3, 4, 9]
     assert any("run odd, tag dense, step 5" in w for w in body["warnings"])
+
+
+# Schema 2 of the --json contract, key by key: changing a name or adding a
+# key without raising report.SCHEMA (and keeping an alias) turns this red.
+SCHEMA_2_TOP = ["schema", "runs", "warnings", "deprecated"]
+SCHEMA_2_LAYER = [
+    "units",
+    "steps",
+    "dead_count",
+    "dormant_count",
+    "grad_dormant_count",
+    "dead_units",
+    "dormant_units",
+    "grad_dormant_units",
+    "revived_units",
+    "dead_count_now",
+    "mean_abs",
+    "died_at",
+    "revivals",
+    "hints",
+    "dead_now",  # deprecated alias of dead_units (schema 1)
+]
+
+
+def test_json_report_is_schema_2_with_the_old_names_as_aliases(logdir):
+    body = json.loads(report(logdir, "--json").stdout)
+    assert list(body) == SCHEMA_2_TOP and body["schema"] == 2
+    assert body["deprecated"] == {"dead_now": "dead_units"}
+    for run in body["runs"].values():
+        for layer in run["layers"].values():
+            assert list(layer) == SCHEMA_2_LAYER
+            assert layer["dead_now"] == layer["dead_units"]
+    # One naming style: every per-unit list ends in _units, except the aliases.
+    lists = [k for k in SCHEMA_2_LAYER if k.endswith(("_units", "_now"))]
+    assert [k for k in lists if not k.endswith("_units")] == ["dead_count_now"] + [
+        k for k in body["deprecated"]
+    ]
 
 
 def test_tau_option_changes_dormant_units(logdir):
@@ -108,6 +143,33 @@ def test_log_dir_without_snapshots_cannot_pass_a_gate(tmp_path, json_flag):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["text", "json"])
+def test_plain_keras_logs_give_one_error_line_on_stderr_only(tmp_path, json_flag):
+    from tests.support import EventWriter
+
+    with EventWriter(str(tmp_path / "train")) as w:  # what keras' TensorBoard logs
+        for step in range(3):
+            w.scalar("epoch_loss", step, 1.0 / (step + 1))
+    result = report(str(tmp_path), *json_flag)
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert "no dead-neuron snapshot series found" in line
+
+
+def test_version_and_help_with_exit_statuses():
+    from tb_deadneurons import __version__
+
+    cli = [sys.executable, "-m", "tb_deadneurons.cli"]
+    version = subprocess.run([*cli, "--version"], capture_output=True, text=True)
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"tb-deadneurons {__version__}"
+    helped = subprocess.run([*cli, "report", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0
+    text = helped.stdout
+    assert "exit status:" in text
+    assert all(f"\n  {code}  " in text for code in "012"), text
+
+
 def test_text_report_escapes_control_characters_in_names(tmp_path):
     from tests.test_plugin_routes import LONG_TAG, write_more_logs
 
@@ -121,7 +183,7 @@ def test_text_report_escapes_control_characters_in_names(tmp_path):
     assert dense[0] == "dense"
     body = json.loads(report(str(tmp_path), "--json").stdout)
     grads = body["runs"]["grads"]["layers"]["dense"]
-    assert grads["grad_dormant_units"] == [2, 5] and grads["dead_now"] == []
+    assert grads["grad_dormant_units"] == [2, 5] and grads["dead_units"] == []
     assert grads["grad_dormant_count"] == [2, 2, 2, 2]
 
 
