@@ -29,9 +29,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import sys
 import tempfile
 import types
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
@@ -173,7 +175,12 @@ def local_data_provider(logdir: str, readable_ends: Mapping[str, int] | None = N
         warnings = [
             w for run in sorted(multiplexer.Runs()) for w in _reload(multiplexer, run)
         ]
-    return data_provider.MultiplexerDataProvider(multiplexer, logdir), warnings
+    provider = data_provider.MultiplexerDataProvider(multiplexer, logdir)
+    if path != logdir:
+        # TensorBoard's loader still reads a run's first event lazily
+        # (list_runs): the mirror lives as long as the provider.
+        weakref.finalize(provider, shutil.rmtree, path, True)
+    return provider, warnings
 
 
 def _reload(multiplexer, run: str) -> list[str]:
@@ -195,11 +202,12 @@ def _reload(multiplexer, run: str) -> list[str]:
 def _loadable(logdir: str, readable_ends: Mapping[str, int]):
     """``logdir`` itself, or (when files are to be cut) a temporary mirror:
     links to its event files, and copies of the readable part of those in
-    ``readable_ends``. Removed on exit."""
+    ``readable_ends``. The caller removes the mirror."""
     if not readable_ends:
         yield logdir
         return
-    with tempfile.TemporaryDirectory(prefix="tb_deadneurons-") as mirror:
+    mirror = tempfile.mkdtemp(prefix="tb_deadneurons-")
+    try:
         for root, _, files in os.walk(logdir):
             target = os.path.join(mirror, os.path.relpath(root, logdir))
             os.makedirs(target, exist_ok=True)
@@ -214,6 +222,9 @@ def _loadable(logdir: str, readable_ends: Mapping[str, int]):
                 else:
                     os.symlink(os.path.abspath(source), os.path.join(target, name))
         yield mirror
+    except BaseException:
+        shutil.rmtree(mirror, ignore_errors=True)
+        raise
 
 
 def _copy_head(source: str, target: str, size: int) -> None:
@@ -477,6 +488,21 @@ class Reader:
         return None
 
     def runs(self) -> list[str]:
-        """Names of every run of the experiment, sorted."""
-        runs = self._provider.list_runs(self._ctx, experiment_id=self.experiment_id)
+        """Names of every run of the experiment, sorted.
+
+        TensorBoard's Python loader reads a run's first event inside
+        ``list_runs`` when it has none yet, and lets out what its reader
+        raises on a damaged file (``DecodeError``, ``OverflowError``); then
+        the runs are those that our plugin's and the scalars' listings name.
+        """
+        try:
+            runs = self._provider.list_runs(self._ctx, experiment_id=self.experiment_id)
+        except Exception:  # noqa: BLE001 - whatever TensorBoard's reader raised
+            return sorted(set(self._list()) | set(self._scalar_runs()))
         return sorted(r.run_name for r in runs)
+
+    def _scalar_runs(self):
+        for plugin in (metadata.PLUGIN_NAME, "scalars"):
+            yield from self._provider.list_scalars(
+                self._ctx, experiment_id=self.experiment_id, plugin_name=plugin
+            )
