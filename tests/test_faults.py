@@ -183,3 +183,85 @@ def test_moved_on_age_comes_from_the_environment_and_is_checked(tmp_path, monkey
             records.Scanner(str(tmp_path))
     with pytest.raises(ValueError, match="moved_on_seconds"):
         records.Scanner(str(tmp_path), moved_on_seconds=float("inf"))
+
+
+# --- a live PyTorch run: paused is not damage; cut off and left is ---------
+
+LIVE_RUN = """
+import os, sys, time, torch
+from torch.utils.tensorboard import SummaryWriter
+from tb_deadneurons.board import records
+from tb_deadneurons.torch import DeadNeuronMonitor
+
+logdir = sys.argv[1]
+torch.manual_seed(0)
+model = torch.nn.Sequential(
+    torch.nn.Linear(20, 64), torch.nn.ReLU(), torch.nn.Linear(64, 3)
+)
+opt = torch.optim.Adam(model.parameters())
+x, y = torch.randn(512, 20), torch.randint(0, 3, (512,))
+writer = SummaryWriter(logdir)  # flushes every 120 s, as the README shows
+(name,) = os.listdir(logdir)
+path = os.path.join(logdir, name)  # the writer's file
+monitor = DeadNeuronMonitor(model, writer, probe_data=x[:64], every_n_steps=5)
+for step in range(1, 5001):
+    i = (step * 32) % 480
+    loss = torch.nn.functional.cross_entropy(model(x[i : i + 32]), y[i : i + 32])
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    writer.add_scalar("loss", loss.item(), step)
+    monitor.step(loss)
+    # Pause (evaluation, a checkpoint) where the file on disk ends inside a
+    # record, as a writer between two flushes leaves it.
+    if step % 5 == 0 and records.scan_file(path).partial:
+        break
+print("paused", path, flush=True)
+time.sleep(600)
+"""
+
+
+def test_live_summary_writer_paused_is_no_damage_but_cut_off_and_left_is(tmp_path):
+    logdir = str(tmp_path / "torch")
+    script = tmp_path / "live.py"
+    script.write_text(LIVE_RUN)
+    child = subprocess.Popen(
+        [sys.executable, str(script), logdir], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        line = child.stdout.readline().split()
+        assert line[:1] == ["paused"], line
+        path = line[1]
+        scan = records.scan_file(path)
+        assert scan.partial > 0  # the file ends inside a record
+        time.sleep(6)  # paused; the age below stands for TensorBoard's 120 s flush
+        env = dict(os.environ, **{records.MOVED_ON_ENV: "30"})
+        paused = subprocess.run(
+            [sys.executable, "-m", "tb_deadneurons.cli", "report", logdir],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        assert paused.returncode == 0, paused.stderr
+        assert "ends inside a record" not in paused.stdout + paused.stderr
+        assert records.Scanner(logdir, moved_on_seconds=30).warnings() == []
+        # The monitor's layer (the ReLU, module "1") is tabled.
+        assert any(row.split()[:1] == ["1"] for row in paused.stdout.splitlines())
+    finally:
+        child.kill()  # cut off: the rest of the record is never written
+        child.wait(timeout=30)
+    time.sleep(2.5)  # ... and left
+    name = os.path.relpath(path, logdir)
+    expected = f"event file {name}, byte {records.scan_file(path).offset}: ends inside"
+    (warning,) = records.Scanner(logdir, moved_on_seconds=2).warnings()
+    assert warning.startswith(expected)
+    env = dict(os.environ, **{records.MOVED_ON_ENV: "2"})
+    left = subprocess.run(
+        [sys.executable, "-m", "tb_deadneurons.cli", "report", logdir],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert left.returncode == 0 and expected in left.stdout
