@@ -31,6 +31,9 @@ REQUIRES = {
     "numpy": "numpy>=1.24",
     # TFRecord's CRC at C speed for the damage scan and the TF-free writer.
     "google-crc32c": "google-crc32c>=1.5",
+    # On Linux an unpinned "torch" is PyPI's CUDA build (GBs of nvidia wheels);
+    # README's Install says how to get the CPU build first, and why (CUDA
+    # torch + TensorFlow in one process has crashed; SummaryWriter imports TF).
     "torch": "torch>=2.1",
     # Tests pin PyTorch's CPU build: 2.13.0 is the CPU wheel this project's
     # machines carry; an unpinned "torch" resolves to the multi-GB CUDA build,
