@@ -22,7 +22,8 @@ uint32 masked_crc(data)``, little-endian. What TensorBoard 2.21 does on damage:
   TensorFlow; TensorFlow's reader in the process crashes it), the Rust data
   server aborts on the allocation. Named here as damage; never read;
 - a CRC-valid record that is not an ``Event``: the Python loader raises
-  ``DecodeError`` out of its reload, the Rust data server skips it. Named
+  ``DecodeError`` out of its reload (in ``tensorboard`` the reload thread
+  dies: no run is reloaded after it), the Rust data server skips it. Named
   here and skipped;
 - a file ending inside a record: both loaders wait for the rest, since a
   live writer leaves its file so between flushes (PyTorch's
@@ -219,7 +220,10 @@ def _damage_warnings(name: str, scan: FileScan, moved: bool) -> list[str]:
     out = []
     for position, what in sorted(scan.damage):
         if what == NOT_EVENT:
-            skipped = "skipped; both TensorBoard loaders read on past it"
+            skipped = (
+                "skipped; the Rust data server reads on past it, TensorBoard's "
+                "Python loader (--load_fast=false) stops reloading there"
+            )
         elif what.startswith(ABSURD[:18]):
             skipped = (
                 "nothing after it is read; TensorBoard's own loaders cannot "
