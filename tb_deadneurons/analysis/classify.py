@@ -15,7 +15,15 @@ Definitions (per snapshot t, unit u; "with data" means ``count > 0``):
   when no unit varies). ``constant_std`` defaults to 1e-3: a unit whose output varies a
   thousand times less than its neighbours' is effectively a bias (saturated
   tanh/sigmoid, ReLU pinned on a constant); the log codec keeps std to +-7 %,
-  so the test is far from quantisation noise.
+  so the test is far from quantisation noise. Or a negligible output:
+  ``max_abs <= NEGLIGIBLE_MAX_ABS * median max_abs`` (lower median, 1e-6) of
+  the layer's units with data and nonzero max_abs -- the one rule for smooth
+  activations (GELU, SiLU, tanh, sigmoid), whose dead units output tiny
+  nonzero values (a SiLU unit with pre-activation <= -20 on every sample
+  gives |a| <= 4e-8, at -40 about 1e-16) that ``active_fraction`` counts as
+  active. A ReLU-family unit is dead by it only when its largest output is
+  a millionth of its neighbours'. The log codec keeps max_abs down to
+  2**-32 (2e-10), so with a layer scale near 1 the rule sees such units.
 - tau-dormant (ReDo, Sokar et al. 2023): ``score = mean_abs_u / mean_j
   mean_abs_j`` over units with data; dormant where ``score <= tau``. When the
   layer's mean is 0 every score is 0. A dead unit with zero output is also
@@ -59,7 +67,13 @@ import numpy as np
 
 from tb_deadneurons.analysis.hints import diagnose
 from tb_deadneurons.format import codec, metadata
-from tb_deadneurons.format.metadata import ACTIVE_FRACTION, COUNT, MEAN_ABS, STD
+from tb_deadneurons.format.metadata import (
+    ACTIVE_FRACTION,
+    COUNT,
+    MAX_ABS,
+    MEAN_ABS,
+    STD,
+)
 
 DEFINITIONS = ("dead", "dormant", "grad_dormant")
 GRAD_STAT = metadata.GRAD_MEAN_ABS
@@ -67,6 +81,9 @@ GRAD_STAT = metadata.GRAD_MEAN_ABS
 REQUIRED_STATS = frozenset({ACTIVE_FRACTION, MEAN_ABS})
 DEFAULT_TAU = 0.1
 DEFAULT_CONSTANT_STD = 1e-3
+# A unit whose largest |a| is this share of the layer's typical (lower-median)
+# largest |a| is dead (module docstring): smooth activations never output 0.
+NEGLIGIBLE_MAX_ABS = 1e-6
 DYING_WINDOW = 8
 DYING_MIN_SNAPSHOTS = 3
 
@@ -243,6 +260,8 @@ def classify(
     dead = (af <= 0) & has_data
     if STD in stats:
         dead |= constant_output(np.asarray(stats[STD]), has_data, thresholds)
+    if MAX_ABS in stats:
+        dead |= negligible_output(np.asarray(stats[MAX_ABS]), has_data)
     score = dormant_score(mean_abs, has_data)
     dormant = (score <= thresholds.tau) & has_data
     grad_dormant = grad_score = None
@@ -300,13 +319,27 @@ def layer_mean_abs(stats: Mapping[str, np.ndarray]) -> np.ndarray:
 
 def constant_output(std: np.ndarray, has_data: np.ndarray, thresholds: Thresholds):
     """``[T, U]`` mask of units whose std is tiny relative to the layer's."""
-    varying = has_data & (std > 0)
-    n = varying.sum(axis=1)
-    ordered = np.sort(np.where(varying, std, np.inf), axis=1)
-    # The lower median of the varying units' std; 0 where no unit varies.
+    return has_data & (std <= thresholds.constant_std * _typical(std, has_data))
+
+
+def negligible_output(max_abs: np.ndarray, has_data: np.ndarray) -> np.ndarray:
+    """``[T, U]`` mask of units whose max |a| is negligible beside the layer's.
+
+    ``max_abs <= NEGLIGIBLE_MAX_ABS * lower median`` of the nonzero max_abs
+    of the layer's units with data; a unit with max_abs 0 is left to the
+    ``active_fraction`` test (it is never active).
+    """
+    typical = _typical(max_abs, has_data)
+    return has_data & (max_abs > 0) & (max_abs <= NEGLIGIBLE_MAX_ABS * typical)
+
+
+def _typical(values: np.ndarray, has_data: np.ndarray) -> np.ndarray:
+    """``[T, 1]`` lower median of the positive ``values`` with data; 0 if none."""
+    positive = has_data & (values > 0)
+    n = positive.sum(axis=1)
+    ordered = np.sort(np.where(positive, values, np.inf), axis=1)
     middle = np.maximum(n - 1, 0)[:, None] // 2
-    typical = np.where(n[:, None] > 0, np.take_along_axis(ordered, middle, axis=1), 0)
-    return has_data & (std <= thresholds.constant_std * typical)
+    return np.where(n[:, None] > 0, np.take_along_axis(ordered, middle, axis=1), 0)
 
 
 def dormant_score(mean_abs: np.ndarray, has_data: np.ndarray) -> np.ndarray:
