@@ -296,3 +296,19 @@ def _optimizer_state(optimizer, params) -> dict:
             bufs.append(value)
         found[p] = bufs
     return found
+
+
+def revive_series(model, site, units, optimizer=None) -> list[int]:
+    """Revives ``units`` of a monitor series (a ``discover.Site``).
+
+    An activation module's output: its producer's units (``producer_of``,
+    ``revive``). Raises ValueError for any other kind of series, before
+    anything is changed.
+    """
+    if site.where == "output" and modules_lib.activation_name(site.module):
+        producer = producer_of(model, site.module)
+        return revive(model, producer, units, optimizer)
+    raise ValueError(
+        f"series {site.tag!r} ({site.layer_class}) is no activation module's "
+        "output; revive() handles those and gated FFN products"
+    )
