@@ -5,8 +5,8 @@ One forward pass of the probe batch, at construction only, runs under a
 activation module, or ``F.relu``/``torch.tanh``/``Tensor.sigmoid``... called
 as a function) starts a *chain*; the chain follows its tensor through
 element-wise ops (a product with a same-shaped tensor -- the gated FFN's
-``act(gate(x)) * up(x)`` -- sums, dropout, normalisation, transposes,
-pooling, flatten) until a weight layer (``Linear``, ``ConvNd``, Hugging
+``act(gate(x)) * up(x)`` --, dropout, normalisation, transposes, pooling,
+flatten; not a sum, which makes a residual stream) until a weight layer (``Linear``, ``ConvNd``, Hugging
 Face's ``Conv1D``, an RNN, or ``F.linear``/``F.conv*``) reads it. The
 watched tensor is the last one a value-changing element-wise op made (the
 product, not the gate half); its unit axis is the axis the weight reads its
@@ -32,17 +32,22 @@ NONLINEAR = frozenset(
     "silu mish hardtanh hardtanh_ hardswish hardsigmoid softplus softsign tanh "
     "tanh_ sigmoid sigmoid_ prelu rrelu logsigmoid".split()
 )
-# Element-wise ops that change values: the watched tensor moves on to their output.
+# Element-wise ops that change values: the watched tensor moves on to their
+# output (a gated product, a scaling, a padding mask). A sum ends the chain:
+# ``x + act(y)`` is a residual stream, not units.
 MOVE = frozenset(
-    "mul mul_ multiply __mul__ __rmul__ __imul__ add add_ __add__ __radd__ __iadd__ "
-    "sub sub_ __sub__ __rsub__ __isub__ div div_ true_divide __truediv__ "
-    "__rtruediv__ __itruediv__ neg __neg__ masked_fill masked_fill_".split()
+    "mul mul_ multiply __mul__ __rmul__ __imul__ div div_ true_divide __truediv__ "
+    "__itruediv__ neg __neg__ masked_fill masked_fill_".split()
 )
-# Ops that keep each feature where it is (dropout is off in the probe).
-PASS = frozenset(
+# Ops that keep the values (dropout is off in the probe): where the watched
+# tensor itself reaches no hook, their output is captured instead.
+SAME = frozenset(
     "dropout dropout1d dropout2d dropout3d alpha_dropout feature_alpha_dropout "
-    "contiguous clone to float half bfloat16 type_as detach layer_norm batch_norm "
-    "group_norm instance_norm rms_norm max_pool1d max_pool2d max_pool3d "
+    "contiguous clone to float half bfloat16 type_as detach".split()
+)
+# Ops that keep each feature where it is.
+PASS = SAME | frozenset(
+    "layer_norm batch_norm group_norm instance_norm rms_norm max_pool1d max_pool2d max_pool3d "
     "avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d "
     "adaptive_avg_pool3d adaptive_max_pool1d adaptive_max_pool2d "
     "adaptive_max_pool3d".split()
@@ -75,6 +80,7 @@ class _Chain:
     site: str  # the module whose forward made the watched tensor
     watch: torch.Tensor
     axes: dict  # id(tensor) -> per-axis index into ``watch`` (None: reduced)
+    same: list = dataclasses.field(default_factory=list)  # ``watch``'s copies
     consumer: str = ""  # the weight module (or the module calling F.linear)
     axis: int | None = None  # the unit axis of ``watch``, once read
     origin_call: int = 0
@@ -206,10 +212,12 @@ class Tracer(TorchFunctionMode):
         self.alive.append(out)
         if name in MOVE and out is not chain.watch:
             # The product (or sum) is what is read now: it becomes the unit.
-            chain.watch, chain.axes = out, {}
+            chain.watch, chain.axes, chain.same = out, {}, []
             chain.site, chain.origin = (self.stack[-1] if self.stack else ""), ""
             chain.site_call = self.calls.get(chain.site, 0)
             axes = tuple(range(out.dim()))
+        elif name in SAME and out.shape == chain.watch.shape:
+            chain.same.append(out)
         chain.axes[id(out)] = axes
         self.of[id(out)] = chain
 
@@ -258,14 +266,10 @@ def default_sites(tracer: Tracer, outputs: set) -> list[Site]:
         w = chain.watch
         if chain.axis is None or id(w) in outputs or w.dim() < 2:
             continue
-        if chain.origin:
-            where, (module, call) = "output", tracer.outputs[id(w)]
-        elif id(w) in tracer.inputs:
-            where, (module, call) = "input", tracer.inputs[id(w)]
-        elif id(w) in tracer.outputs:
-            where, (module, call) = "output", tracer.outputs[id(w)]
-        else:
+        place = _place(tracer, chain)
+        if place is None:
             continue  # made and read inside one forward: no hook sees it
+        where, module, call = place
         name = tracer.names[id(module)]
         own = _tagged(name + (":input" if where == "input" else ""), call)
         site = chain.origin or chain.site
@@ -292,6 +296,18 @@ def default_sites(tracer: Tracer, outputs: set) -> list[Site]:
             )
         )
     return found
+
+
+def _place(tracer: Tracer, chain: _Chain) -> tuple | None:
+    """``(where, module, call)`` of a hook that sees the watched tensor."""
+    if chain.origin:
+        return ("output", *tracer.outputs[id(chain.watch)])
+    for t in [chain.watch, *chain.same]:
+        if id(t) in tracer.inputs:
+            return ("input", *tracer.inputs[id(t)])
+        if id(t) in tracer.outputs:
+            return ("output", *tracer.outputs[id(t)])
+    return None
 
 
 def explicit_sites(tracer: Tracer, requested: list[tuple[str, str]]) -> list[Site]:
