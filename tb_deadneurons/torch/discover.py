@@ -6,8 +6,9 @@ activation module, or ``F.relu``/``torch.tanh``/``Tensor.sigmoid``... called
 as a function) starts a *chain*; the chain follows its tensor through
 element-wise ops (a product with a same-shaped tensor -- the gated FFN's
 ``act(gate(x)) * up(x)`` --, dropout, normalisation, transposes, pooling,
-flatten; not a sum, which makes a residual stream) until a weight layer (``Linear``, ``ConvNd``, Hugging
-Face's ``Conv1D``, an RNN, or ``F.linear``/``F.conv*``) reads it. The
+flatten; not a sum, which makes a residual stream) until a weight layer
+(``Linear``, ``ConvNd``, Hugging Face's ``Conv1D``, an RNN, or
+``F.linear``/``F.conv*``) reads it. The
 watched tensor is the last one a value-changing element-wise op made (the
 product, not the gate half); its unit axis is the axis the weight reads its
 features on (Linear: the last, ConvNd: 1), mapped back through transposes
@@ -47,7 +48,8 @@ SAME = frozenset(
 )
 # Ops that keep each feature where it is.
 PASS = SAME | frozenset(
-    "layer_norm batch_norm group_norm instance_norm rms_norm max_pool1d max_pool2d max_pool3d "
+    "layer_norm batch_norm group_norm instance_norm rms_norm "
+    "max_pool1d max_pool2d max_pool3d "
     "avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d "
     "adaptive_avg_pool3d adaptive_max_pool1d adaptive_max_pool2d "
     "adaptive_max_pool3d".split()
