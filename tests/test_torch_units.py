@@ -234,3 +234,55 @@ def test_an_axis_the_probe_cannot_tell_warns_naming_series_and_candidates(tmp_pa
         m = _monitor(model, tmp_path, x, modules=["3"])
     assert m.last_snapshot["3"].shape[1] == 5
     m.close()
+
+
+def test_llama_gated_units_revive_with_outputs_unchanged(tmp_path):
+    from tb_deadneurons.torch.revive import revive_series
+
+    model = _llama()
+    mlp = model.model.layers[0].mlp
+    ids = torch.randint(0, 64, (4, 16))
+    opt = torch.optim.Adam(model.parameters())
+    model(input_ids=ids).logits.sum().backward()
+    opt.step()  # Adam state everywhere
+    with torch.no_grad():
+        mlp.gate_proj.weight[GATE_ZERO] = 0.0
+        mlp.up_proj.weight[UP_ZERO] = 0.0
+    tag = "model.layers.0.mlp"
+    with _monitor(model, tmp_path, {"input_ids": ids}) as m:
+        site = next(s for s in m._probe.layout if s.tag == tag)
+        assert site.gated == (mlp.gate_proj, mlp.up_proj)
+        dead = _dead(m.last_snapshot[tag])
+        with torch.no_grad():
+            before = model(input_ids=ids).logits
+        assert revive_series(model, site, dead, opt) == sorted(GATE_ZERO + UP_ZERO)
+        with torch.no_grad():
+            torch.testing.assert_close(model(input_ids=ids).logits, before)
+        assert (mlp.down_proj.weight[:, dead] == 0).all()
+        assert (mlp.gate_proj.weight[dead] != 0).all()
+        assert (mlp.up_proj.weight[dead] != 0).all()
+        assert (opt.state[mlp.up_proj.weight]["exp_avg"][dead] == 0).all()
+        m._snapshot(None)  # gate and up now nonzero: the units live again
+        assert _dead(m.last_snapshot[tag]) == []
+
+
+def test_monitor_revives_gated_units_and_refuses_functional_ones_saying_why(
+    tmp_path,
+):
+    model = _llama()
+    with torch.no_grad():
+        model.model.layers[0].mlp.up_proj.weight[UP_ZERO] = 0.0
+    ids = torch.randint(0, 64, (4, 16))
+    m = _monitor(model, tmp_path, {"input_ids": ids}, revive_every=1)
+    m.step()
+    assert m.revivals == [(1, "model.layers.0.mlp", UP_ZERO)]
+    m.close()
+    torch.manual_seed(0)
+    functional = FunctionalMLP()
+    with torch.no_grad():
+        functional.fc1.bias[[2]] = -1e4
+    m = _monitor(functional, tmp_path / "f", torch.randn(64, 10), revive_every=1)
+    with pytest.warns(UserWarning, match=r"not reviving 'fc2:input'.*neither"):
+        m.step()
+    assert m.revivals == []
+    m.close()

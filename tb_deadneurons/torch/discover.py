@@ -73,6 +73,7 @@ class Site:
     activation: str
     shape: tuple = ()  # the tensor's shape on the probe batch
     candidates: tuple = ()  # the plausible axes where unsure (a warning)
+    gated: tuple = ()  # (gate, up) modules of a gated product revive can redo
 
 
 @dataclasses.dataclass
@@ -87,6 +88,8 @@ class _Chain:
     axis: int | None = None  # the unit axis of ``watch``, once read
     origin_call: int = 0
     site_call: int = 0
+    source: object = None  # what the non-linearity read
+    factors: tuple = ()  # a gated product: (gate, up, [tensors used once])
 
 
 def reading_axis(module: torch.nn.Module) -> int | None:
@@ -118,19 +121,39 @@ class Tracer(TorchFunctionMode):
         self.stack: list[str] = []
         self.calls: dict[str, int] = {}
         self.opaque = 0  # inside an activation or RNN module: ops not traced
+        self.busy = 0  # inside our own hooks: ops not traced
         self.chains: list[_Chain] = []
         self.of: dict[int, _Chain] = {}  # id(tensor) -> its chain
         self.inputs: dict[int, tuple] = {}  # id -> first (module, call) given it
         self.outputs: dict[int, tuple] = {}  # id -> innermost (module, call)
         self.seen: dict[tuple, torch.Tensor] = {}  # (name, where, call) -> tensor
-        self.alive: list = []  # keeps ids unique for the pass
+        self.alive: list = []  # keeps the recorded tensors' ids unique
+        self.tracked: set[int] = set()  # their ids
+        self.uses: dict[int, int] = {}  # id(tensor) -> ops and modules reading it
+
+    def _keep(self, t) -> None:
+        self.alive.append(t)
+        self.tracked.add(id(t))
 
     def hooks(self, model) -> list:
+        """Registers the module hooks; returns their handles."""
         handles = []
         for m in model.modules():
-            handles.append(m.register_forward_pre_hook(self._before))
-            handles.append(m.register_forward_hook(self._after_module))
+            handles.append(m.register_forward_pre_hook(self._quiet(self._before)))
+            handles.append(m.register_forward_hook(self._quiet(self._after_module)))
         return handles
+
+    def _quiet(self, hook):
+        """``hook`` with its own tensor calls (``t.dim()``) left untraced."""
+
+        def quiet(*args):
+            self.busy += 1
+            try:
+                return hook(*args)
+            finally:
+                self.busy -= 1
+
+        return quiet
 
     def _before(self, module, args):
         name = self.names[id(module)]
@@ -138,13 +161,15 @@ class Tracer(TorchFunctionMode):
         self.stack.append(name)
         x = first_tensor(args)
         if x is not None:
-            self.alive.append(x)
+            self._keep(x)
             self.seen[(name, "input", call)] = x
             self.inputs.setdefault(id(x), (module, call))
             axis = reading_axis(module)
             if axis is not None and not self.opaque:
                 self._consume(x, axis, name)
         if modules_lib.activation_name(module) or isinstance(module, _RNN):
+            if x is not None and not self.opaque:
+                self.uses[id(x)] = self.uses.get(id(x), 0) + 1
             self.opaque += 1
 
     def _after_module(self, module, args, out):
@@ -157,21 +182,22 @@ class Tracer(TorchFunctionMode):
         t = first_tensor(out)
         if t is None:
             return
-        self.alive.append(t)
+        self._keep(t)
         self.seen[(name, "output", call)] = t
         self.outputs.setdefault(id(t), (module, call))
         if self.opaque:
             return
         if rnn:
-            chain = self._start(t, "", name)
+            chain = self._start(t, "", name, None)
             chain.consumer, chain.axis = name, t.dim() - 1
         elif activation:
-            self._start(t, activation, name)
+            self._start(t, activation, name, first_tensor(args))
 
-    def _start(self, t, activation: str, origin: str) -> _Chain:
+    def _start(self, t, activation: str, origin: str, source) -> _Chain:
         site = self.stack[-1] if self.stack else ""
         chain = _Chain(activation, origin, site, t, {id(t): tuple(range(t.dim()))})
         chain.origin_call = self.calls.get(origin, 0) if origin else 0
+        chain.source = source
         chain.site_call = self.calls.get(site, 0)
         self.chains.append(chain)
         self.of[id(t)] = chain
@@ -187,14 +213,21 @@ class Tracer(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        if self.busy:
+            return out
+        if not self.opaque:
+            for a in (*args, *(kwargs or {}).values()):
+                for t in a if isinstance(a, (tuple, list)) else (a,):
+                    if isinstance(t, torch.Tensor) and id(t) in self.tracked:
+                        self.uses[id(t)] = self.uses.get(id(t), 0) + 1
         if not self.opaque and isinstance(out, torch.Tensor):
             self._trace(getattr(func, "__name__", ""), args, kwargs or {}, out)
         return out
 
     def _trace(self, name: str, args, kwargs, out) -> None:
         if name in NONLINEAR:
-            self.alive.append(out)
-            self._start(out, name.rstrip("_"), "")
+            self._keep(out)
+            self._start(out, name.rstrip("_"), "", first_tensor(args))
             return
         if name in _WEIGHT_FUNCTIONS:
             x = args[0] if args else kwargs.get("input")
@@ -207,12 +240,14 @@ class Tracer(TorchFunctionMode):
             if chain is not None and not chain.consumer:
                 axes = _follow(name, args, kwargs, x, out, chain.axes[id(x)])
                 if axes is not None:
-                    self._extend(chain, name, out, axes)
+                    self._extend(chain, name, out, axes, args)
                     return
 
-    def _extend(self, chain: _Chain, name: str, out, axes: tuple) -> None:
-        self.alive.append(out)
+    def _extend(self, chain: _Chain, name: str, out, axes: tuple, args) -> None:
+        self._keep(out)
         if name in MOVE and out is not chain.watch:
+            chain.factors = self._factors(chain, name, args)
+            chain.source = None  # a later product is no gated FFN's
             # The product (or sum) is what is read now: it becomes the unit.
             chain.watch, chain.axes, chain.same = out, {}, []
             chain.site, chain.origin = (self.stack[-1] if self.stack else ""), ""
@@ -222,6 +257,26 @@ class Tracer(TorchFunctionMode):
             chain.same.append(out)
         chain.axes[id(out)] = axes
         self.of[id(out)] = chain
+
+    def _factors(self, chain: _Chain, name: str, args) -> tuple:
+        """``(gate, up, tensors)`` when ``act(gate(x)) * up(x)`` is made now.
+
+        ``gate``/``up``: the modules whose outputs are the non-linearity's
+        input and the other factor; ``tensors``: what must have one reader
+        each for a revival to leave the model's outputs unchanged.
+        """
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if name not in ("mul", "multiply", "__mul__", "__rmul__") or len(tensors) != 2:
+            return ()
+        act = next((t for t in tensors if t is chain.watch), None)
+        other = next((t for t in tensors if t is not act), None)
+        if act is None or other is None or chain.source is None:
+            return ()
+        gate = self.outputs.get(id(chain.source), (None,))[0]
+        up = self.outputs.get(id(other), (None,))[0]
+        if gate is None or up is None:
+            return ()
+        return (gate, up, [chain.source, act, other])
 
 
 def _follow(name, args, kwargs, x, out, axes):
@@ -295,9 +350,19 @@ def default_sites(tracer: Tracer, outputs: set) -> list[Site]:
                 type(holder).__name__,
                 chain.activation,
                 tuple(w.shape),
+                gated=_gated(tracer, chain, module, where),
             )
         )
     return found
+
+
+def _gated(tracer: Tracer, chain: _Chain, module, where: str) -> tuple:
+    """``(gate, up)`` of a product only ``module`` reads, each part read once."""
+    if not chain.factors or where != "input":
+        return ()
+    gate, up, parts = chain.factors
+    once = all(tracer.uses.get(id(t), 0) == 1 for t in [*parts, chain.watch])
+    return (gate, up) if once else ()
 
 
 def _place(tracer: Tracer, chain: _Chain) -> tuple | None:
