@@ -286,3 +286,15 @@ def test_monitor_revives_gated_units_and_refuses_functional_ones_saying_why(
         m.step()
     assert m.revivals == []
     m.close()
+
+
+def test_an_in_place_activation_is_measured_after_it_ran(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(6, 8), nn.Identity(), nn.ReLU(inplace=True), nn.Linear(8, 2)
+    )
+    with torch.no_grad():
+        model[0].bias[[1, 5]] = -1e4  # timm's BatchNormAct2d: drop, then act
+    with _monitor(model, tmp_path, torch.randn(32, 6)) as m:
+        assert list(m.watched) == ["2"]
+        assert _dead(m.last_snapshot["2"]) == [1, 5]

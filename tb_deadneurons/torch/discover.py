@@ -367,8 +367,8 @@ def _gated(tracer: Tracer, chain: _Chain, module, where: str) -> tuple:
 
 def _place(tracer: Tracer, chain: _Chain) -> tuple | None:
     """``(where, module, call)`` of a hook that sees the watched tensor."""
-    if chain.origin:
-        return ("output", *tracer.outputs[id(chain.watch)])
+    if chain.origin:  # its own output (an in-place act returns its input)
+        return ("output", tracer.modules[chain.origin], chain.origin_call)
     for t in [chain.watch, *chain.same]:
         if id(t) in tracer.inputs:
             return ("input", *tracer.inputs[id(t)])
