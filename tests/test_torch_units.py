@@ -298,3 +298,10 @@ def test_an_in_place_activation_is_measured_after_it_ran(tmp_path):
     with _monitor(model, tmp_path, torch.randn(32, 6)) as m:
         assert list(m.watched) == ["2"]
         assert _dead(m.last_snapshot["2"]) == [1, 5]
+
+
+def test_a_silu_layer_mostly_dead_at_minus_40_shows_every_dead_unit(tmp_path):
+    dead = list(range(24))  # 24 of 32: the median unit is a dead one
+    model = _smooth_mlp(nn.SiLU(), dead)
+    with _monitor(model, tmp_path, torch.randn(256, 8)) as m:
+        assert _dead(m.last_snapshot["1"]) == dead

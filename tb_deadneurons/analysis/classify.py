@@ -16,13 +16,15 @@ Definitions (per snapshot t, unit u; "with data" means ``count > 0``):
   thousand times less than its neighbours' is effectively a bias (saturated
   tanh/sigmoid, ReLU pinned on a constant); the log codec keeps std to +-7 %,
   so the test is far from quantisation noise. Or a negligible output:
-  ``max_abs <= NEGLIGIBLE_MAX_ABS * median max_abs`` (lower median, 1e-6) of
-  the layer's units with data and nonzero max_abs -- the one rule for smooth
-  activations (GELU, SiLU, tanh, sigmoid), whose dead units output tiny
-  nonzero values (a SiLU unit with pre-activation <= -20 on every sample
-  gives |a| <= 4e-8, at -40 about 1e-16) that ``active_fraction`` counts as
-  active. A ReLU-family unit is dead by it only when its largest output is
-  a millionth of its neighbours'. The log codec keeps max_abs down to
+  ``max_abs <= NEGLIGIBLE_MAX_ABS * the layer's largest max_abs`` (1e-6, over
+  its units with data) -- the rule for smooth activations (GELU, SiLU,
+  tanh, sigmoid), whose dead units output tiny nonzero values (a SiLU unit
+  with pre-activation <= -20 on every sample gives |a| <= 4e-8, at -40
+  about 1e-16) that ``active_fraction`` counts as active. The constant-output
+  test usually catches them too, but compares with the median unit, so it
+  misses them once most of a layer is dead; this one compares with the
+  largest. A ReLU-family unit is dead by it only when its largest output is
+  a millionth of the layer's largest. The log codec keeps max_abs down to
   2**-32 (2e-10), so with a layer scale near 1 the rule sees such units.
 - tau-dormant (ReDo, Sokar et al. 2023): ``score = mean_abs_u / mean_j
   mean_abs_j`` over units with data; dormant where ``score <= tau``. When the
@@ -81,8 +83,8 @@ GRAD_STAT = metadata.GRAD_MEAN_ABS
 REQUIRED_STATS = frozenset({ACTIVE_FRACTION, MEAN_ABS})
 DEFAULT_TAU = 0.1
 DEFAULT_CONSTANT_STD = 1e-3
-# A unit whose largest |a| is this share of the layer's typical (lower-median)
-# largest |a| is dead (module docstring): smooth activations never output 0.
+# A unit whose largest |a| is this share of the layer's largest |a| is dead
+# (module docstring): smooth activations never output exactly 0.
 NEGLIGIBLE_MAX_ABS = 1e-6
 DYING_WINDOW = 8
 DYING_MIN_SNAPSHOTS = 3
@@ -319,27 +321,25 @@ def layer_mean_abs(stats: Mapping[str, np.ndarray]) -> np.ndarray:
 
 def constant_output(std: np.ndarray, has_data: np.ndarray, thresholds: Thresholds):
     """``[T, U]`` mask of units whose std is tiny relative to the layer's."""
-    return has_data & (std <= thresholds.constant_std * _typical(std, has_data))
+    varying = has_data & (std > 0)
+    n = varying.sum(axis=1)
+    ordered = np.sort(np.where(varying, std, np.inf), axis=1)
+    # The lower median of the varying units' std; 0 where no unit varies.
+    middle = np.maximum(n - 1, 0)[:, None] // 2
+    typical = np.where(n[:, None] > 0, np.take_along_axis(ordered, middle, axis=1), 0)
+    return has_data & (std <= thresholds.constant_std * typical)
 
 
 def negligible_output(max_abs: np.ndarray, has_data: np.ndarray) -> np.ndarray:
     """``[T, U]`` mask of units whose max |a| is negligible beside the layer's.
 
-    ``max_abs <= NEGLIGIBLE_MAX_ABS * lower median`` of the nonzero max_abs
-    of the layer's units with data; a unit with max_abs 0 is left to the
+    ``max_abs <= NEGLIGIBLE_MAX_ABS * the layer's largest max_abs`` over its
+    units with data. The largest, not a median, so that a layer where most
+    units died still shows them all; a unit with max_abs 0 is left to the
     ``active_fraction`` test (it is never active).
     """
-    typical = _typical(max_abs, has_data)
-    return has_data & (max_abs > 0) & (max_abs <= NEGLIGIBLE_MAX_ABS * typical)
-
-
-def _typical(values: np.ndarray, has_data: np.ndarray) -> np.ndarray:
-    """``[T, 1]`` lower median of the positive ``values`` with data; 0 if none."""
-    positive = has_data & (values > 0)
-    n = positive.sum(axis=1)
-    ordered = np.sort(np.where(positive, values, np.inf), axis=1)
-    middle = np.maximum(n - 1, 0)[:, None] // 2
-    return np.where(n[:, None] > 0, np.take_along_axis(ordered, middle, axis=1), 0)
+    largest = np.where(has_data, max_abs, 0).max(axis=1, keepdims=True, initial=0)
+    return has_data & (max_abs > 0) & (max_abs <= NEGLIGIBLE_MAX_ABS * largest)
 
 
 def dormant_score(mean_abs: np.ndarray, has_data: np.ndarray) -> np.ndarray:
