@@ -305,3 +305,61 @@ def test_a_silu_layer_mostly_dead_at_minus_40_shows_every_dead_unit(tmp_path):
     model = _smooth_mlp(nn.SiLU(), dead)
     with _monitor(model, tmp_path, torch.randn(256, 8)) as m:
         assert _dead(m.last_snapshot["1"]) == dead
+
+
+def _hf(family: str):
+    import transformers as hf
+
+    small = dict(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    t5 = dict(vocab_size=64, d_model=32, d_ff=48, num_layers=1, num_heads=2, d_kv=8)
+    return {
+        "bert": lambda: hf.BertModel(
+            hf.BertConfig(
+                vocab_size=64,
+                hidden_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                intermediate_size=48,
+            )
+        ),
+        "t5": lambda: hf.T5ForConditionalGeneration(hf.T5Config(**t5)),
+        "mistral": lambda: hf.MistralForCausalLM(hf.MistralConfig(**small)),
+        "qwen2": lambda: hf.Qwen2ForCausalLM(hf.Qwen2Config(**small)),
+        "gemma": lambda: hf.GemmaForCausalLM(hf.GemmaConfig(**small, head_dim=8)),
+    }[family]()
+
+
+@pytest.mark.parametrize(
+    "family, tags",
+    [
+        ("bert", ["encoder.layer.0.intermediate.intermediate_act_fn"]),
+        (
+            "t5",
+            [
+                "encoder.block.0.layer.1.DenseReluDense.act",
+                "decoder.block.0.layer.2.DenseReluDense.act",
+            ],
+        ),
+        ("mistral", ["model.layers.0.mlp"]),
+        ("qwen2", ["model.layers.0.mlp"]),
+        ("gemma", ["model.layers.0.mlp"]),  # gelu-tanh gate
+    ],
+)
+def test_hf_ffn_units_of_each_family_by_default(tmp_path, family, tags):
+    torch.manual_seed(0)
+    ids = torch.randint(0, 64, (2, 8))
+    x = {"input_ids": ids}
+    if family == "t5":
+        x["decoder_input_ids"] = ids
+    with _monitor(_hf(family), tmp_path, x) as m:  # no pooler tanh, no logits
+        assert {t: c.shape[1] for t, c in m.last_snapshot.items()} == {
+            t: 48 for t in tags
+        }
