@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -62,14 +63,19 @@ def test_a_module_called_twice_gives_one_series_per_call(tmp_path):
 
 def test_modules_take_names_suffixes_and_objects(tmp_path):
     model = nn.Sequential(nn.Linear(4, 6), nn.Sequential(nn.Linear(6, 3), nn.ReLU()))
+    model.append(nn.Linear(3, 2))
     model.append(nn.Sigmoid())
     x = torch.randn(16, 4)
     by_default = DeadNeuronMonitor(model, str(tmp_path), probe_data=x)
     assert list(by_default.watched) == ["1.1"]  # the output Sigmoid is left out
-    named = DeadNeuronMonitor(model, str(tmp_path), x, modules=["0", "1.1", model[2]])
-    assert list(named.watched) == ["0", "1.1", "2"]  # named: even the output
-    suffix = DeadNeuronMonitor(model, str(tmp_path), x, modules=["1"])
-    assert list(suffix.watched) == ["1"]
+    named = DeadNeuronMonitor(model, str(tmp_path), x, modules=["0", "1.1", model[3]])
+    assert list(named.watched) == ["0", "1.1", "3"]  # named: even the output
+    suffix = DeadNeuronMonitor(model, str(tmp_path), x, modules=["1", "2:input"])
+    assert list(suffix.watched) == ["1", "2:input"]
+    assert suffix.watched["2:input"] is model[2]
+    np.testing.assert_array_equal(  # what 2 reads is what 1.1 makes
+        suffix.last_snapshot["2:input"], by_default.last_snapshot["1.1"]
+    )
     for m in (by_default, named, suffix):
         m.close()
 
@@ -106,9 +112,9 @@ def test_step_after_close_raises(tmp_path):
         monitor.step()
 
 
-def test_functional_activations_only_raise_saying_what_to_do(tmp_path):
+def test_a_model_without_non_linearity_raises_saying_what_to_do(tmp_path):
     model = nn.Sequential(nn.Linear(4, 6), nn.Linear(6, 2))
-    with pytest.raises(ValueError, match=r"F\.relu in forward\) cannot be hooked"):
+    with pytest.raises(ValueError, match=r"no unit found.*pass modules="):
         DeadNeuronMonitor(model, str(tmp_path), probe_data=torch.randn(8, 4))
 
 

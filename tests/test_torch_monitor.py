@@ -274,7 +274,7 @@ def test_metadata_is_written_in_each_tags_first_event_only(planted_logs):
 def test_batchnorm_runs_on_batch_statistics_unless_the_user_froze_it(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten()
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64, 2)
     )
     with torch.no_grad():
         model[1].running_mean.fill_(1e4)  # stale running statistics

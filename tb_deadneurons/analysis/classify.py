@@ -15,7 +15,17 @@ Definitions (per snapshot t, unit u; "with data" means ``count > 0``):
   when no unit varies). ``constant_std`` defaults to 1e-3: a unit whose output varies a
   thousand times less than its neighbours' is effectively a bias (saturated
   tanh/sigmoid, ReLU pinned on a constant); the log codec keeps std to +-7 %,
-  so the test is far from quantisation noise.
+  so the test is far from quantisation noise. Or a negligible output:
+  ``max_abs <= NEGLIGIBLE_MAX_ABS * the layer's largest max_abs`` (1e-6, over
+  its units with data) -- the rule for smooth activations (GELU, SiLU,
+  tanh, sigmoid), whose dead units output tiny nonzero values (a SiLU unit
+  with pre-activation <= -20 on every sample gives |a| <= 4e-8, at -40
+  about 1e-16) that ``active_fraction`` counts as active. The constant-output
+  test usually catches them too, but compares with the median unit, so it
+  misses them once most of a layer is dead; this one compares with the
+  largest. A ReLU-family unit is dead by it only when its largest output is
+  a millionth of the layer's largest. The log codec keeps max_abs down to
+  2**-32 (2e-10), so with a layer scale near 1 the rule sees such units.
 - tau-dormant (ReDo, Sokar et al. 2023): ``score = mean_abs_u / mean_j
   mean_abs_j`` over units with data; dormant where ``score <= tau``. When the
   layer's mean is 0 every score is 0. A dead unit with zero output is also
@@ -59,7 +69,13 @@ import numpy as np
 
 from tb_deadneurons.analysis.hints import diagnose
 from tb_deadneurons.format import codec, metadata
-from tb_deadneurons.format.metadata import ACTIVE_FRACTION, COUNT, MEAN_ABS, STD
+from tb_deadneurons.format.metadata import (
+    ACTIVE_FRACTION,
+    COUNT,
+    MAX_ABS,
+    MEAN_ABS,
+    STD,
+)
 
 DEFINITIONS = ("dead", "dormant", "grad_dormant")
 GRAD_STAT = metadata.GRAD_MEAN_ABS
@@ -67,6 +83,9 @@ GRAD_STAT = metadata.GRAD_MEAN_ABS
 REQUIRED_STATS = frozenset({ACTIVE_FRACTION, MEAN_ABS})
 DEFAULT_TAU = 0.1
 DEFAULT_CONSTANT_STD = 1e-3
+# A unit whose largest |a| is this share of the layer's largest |a| is dead
+# (module docstring): smooth activations never output exactly 0.
+NEGLIGIBLE_MAX_ABS = 1e-6
 DYING_WINDOW = 8
 DYING_MIN_SNAPSHOTS = 3
 
@@ -243,6 +262,8 @@ def classify(
     dead = (af <= 0) & has_data
     if STD in stats:
         dead |= constant_output(np.asarray(stats[STD]), has_data, thresholds)
+    if MAX_ABS in stats:
+        dead |= negligible_output(np.asarray(stats[MAX_ABS]), has_data)
     score = dormant_score(mean_abs, has_data)
     dormant = (score <= thresholds.tau) & has_data
     grad_dormant = grad_score = None
@@ -307,6 +328,18 @@ def constant_output(std: np.ndarray, has_data: np.ndarray, thresholds: Threshold
     middle = np.maximum(n - 1, 0)[:, None] // 2
     typical = np.where(n[:, None] > 0, np.take_along_axis(ordered, middle, axis=1), 0)
     return has_data & (std <= thresholds.constant_std * typical)
+
+
+def negligible_output(max_abs: np.ndarray, has_data: np.ndarray) -> np.ndarray:
+    """``[T, U]`` mask of units whose max |a| is negligible beside the layer's.
+
+    ``max_abs <= NEGLIGIBLE_MAX_ABS * the layer's largest max_abs`` over its
+    units with data. The largest, not a median, so that a layer where most
+    units died still shows them all; a unit with max_abs 0 is left to the
+    ``active_fraction`` test (it is never active).
+    """
+    largest = np.where(has_data, max_abs, 0).max(axis=1, keepdims=True, initial=0)
+    return has_data & (max_abs > 0) & (max_abs <= NEGLIGIBLE_MAX_ABS * largest)
 
 
 def dormant_score(mean_abs: np.ndarray, has_data: np.ndarray) -> np.ndarray:

@@ -2,9 +2,9 @@
 
 Activation modules are recognised by class name (``ACTIVATIONS``), so the
 activation modules of third-party model code (Hugging Face's ``act``
-modules such as ``NewGELUActivation``) count without importing that code.
-Functional activations (``F.relu`` inside ``forward``) are no module and
-cannot be hooked.
+modules such as ``NewGELUActivation``) count without importing that code;
+what the monitor watches by default is derived from the probe pass
+(``discover``), which also sees functional activations.
 """
 
 from __future__ import annotations
@@ -49,22 +49,11 @@ ACTIVATIONS = {
     "MishActivation": "mish",
     "ReLUSquaredActivation": "relu",
     "LaplaceActivation": "laplace",
+    # timm.layers.activations
+    "Swish": "silu",
+    "HardSwish": "hard_swish",
+    "HardSigmoid": "hard_sigmoid",
 }
-
-# Modules after which an output's units sit on axis 1 (channels-first).
-_CHANNELS_FIRST = (
-    torch.nn.modules.conv._ConvNd,
-    torch.nn.modules.batchnorm._BatchNorm,
-    torch.nn.modules.instancenorm._InstanceNorm,
-    torch.nn.GroupNorm,
-    torch.nn.modules.pooling._MaxPoolNd,
-    torch.nn.modules.pooling._AvgPoolNd,
-    torch.nn.modules.pooling._AdaptiveAvgPoolNd,
-    torch.nn.modules.pooling._AdaptiveMaxPoolNd,
-    torch.nn.Dropout1d,
-    torch.nn.Dropout2d,
-    torch.nn.Dropout3d,
-)
 
 
 def activation_name(module: torch.nn.Module) -> str:
@@ -86,7 +75,13 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
-def _find(named: dict, item) -> tuple[str, torch.nn.Module]:
+INPUT_SUFFIX = ":input"
+
+
+def _find(named: dict, item) -> tuple[str, str]:
+    where = "output"
+    if isinstance(item, str) and item.endswith(INPUT_SUFFIX):
+        item, where = item[: -len(INPUT_SUFFIX)], "input"
     if isinstance(item, torch.nn.Module):
         found = [n for n, m in named.items() if m is item]
     elif isinstance(item, str):
@@ -96,34 +91,25 @@ def _find(named: dict, item) -> tuple[str, torch.nn.Module]:
     if len(found) != 1:
         what = "matches several modules" if found else "is not a module of the model"
         raise ValueError(f"modules: {item!r} {what} {found or list(named)[:20]}")
-    return found[0], named[found[0]]
+    return found[0], where
 
 
-def select(model: torch.nn.Module, requested) -> dict[str, torch.nn.Module]:
-    """Qualified name -> module to watch; ``requested`` None means the default.
+def select(model: torch.nn.Module, requested) -> list[tuple[str, str]] | None:
+    """``(qualified name, "output" or "input")`` per named module, or None.
+
+    ``requested`` None means the default (units found from the probe pass,
+    ``discover``). A name ending in ``":input"`` watches what the module
+    reads (its first positional argument) instead of what it returns.
 
     Raises:
       ValueError: a name that is unknown or ambiguous, an item that is
-        neither a name nor a module, or no activation module to watch.
+        neither a name nor a module, or an empty list.
     """
-    named = {n: m for n, m in model.named_modules() if n}
     if requested is None:
-        chosen = {n: m for n, m in named.items() if activation_name(m)}
-        if not chosen:
-            raise ValueError(
-                "modules: the model has no activation module (nn.ReLU, nn.GELU, "
-                "...); functional activations (F.relu in forward) cannot be "
-                "hooked: use an nn.ReLU module, or pass modules=[...] naming the "
-                "layer before it"
-            )
-        return chosen
+        return None
     if isinstance(requested, (str, torch.nn.Module)) or not list(requested):
         raise ValueError(
             f"modules must be a non-empty list of names or modules; got {requested!r}"
         )
-    return dict(_find(named, item) for item in requested)
-
-
-def unit_axis(producer: torch.nn.Module | None, rank: int) -> int:
-    """Where the units sit in an output of ``rank`` made after ``producer``."""
-    return 1 if rank > 2 and isinstance(producer, _CHANNELS_FIRST) else -1
+    named = {n: m for n, m in model.named_modules() if n}
+    return [_find(named, item) for item in requested]

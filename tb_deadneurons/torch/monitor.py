@@ -43,9 +43,15 @@ class DeadNeuronMonitor:
         keyword arguments), or ``(x, y)``. A few hundred samples suffice.
       every_n_steps: snapshot period in ``step`` calls.
       modules: qualified names (``"transformer.h.0.mlp.act"``), unique name
-        suffixes (``"0.mlp.act"``) or module objects to watch. Default: every
-        activation module (``modules.ACTIVATIONS``) except one that makes
-        the model's output.
+        suffixes (``"0.mlp.act"``) or module objects whose output to watch;
+        a name ending in ``":input"`` (``"model.layers.0.mlp.down_proj:input"``)
+        watches what the module reads. Every call is a series (``name@2``
+        ...). Default: the units derived from the probe pass
+        (``tb_deadneurons.torch.discover``): every non-linearity's output
+        (activation modules, ``F.relu``/``gelu``/``silu``/``tanh``/``sigmoid``
+        as functions, RNN outputs) that a weight layer reads, after the
+        element-wise ops on the way (a gated FFN's product), on the axis
+        that layer reads; never the model's output.
       gradients: also log mean |dL/da| per unit (needs ``(x, y)`` and
         ``loss_fn``).
       loss_fn: ``loss_fn(model_output, y)`` -> scalar, for ``gradients``.
@@ -56,6 +62,8 @@ class DeadNeuronMonitor:
       revive_tau: ReDo threshold for revival; 0 revives dead units only.
       optimizer: the optimizer whose state ``revive`` resets.
       start_step: the step of the first snapshot (when resuming).
+      unit_axis: series tag -> axis of its units, for a tensor whose axis
+        the probe pass cannot tell (it warns naming the candidates).
 
     Raises:
       ValueError: a bad argument, unknown modules, or a probe batch that
@@ -96,6 +104,7 @@ class DeadNeuronMonitor:
         revive_tau: float = 0.0,
         optimizer: torch.optim.Optimizer | None = None,
         start_step: int = 0,
+        unit_axis: dict | None = None,
     ):
         if not isinstance(model, torch.nn.Module):
             raise ValueError(f"model must be a torch.nn.Module; got {model!r}")
@@ -129,16 +138,15 @@ class DeadNeuronMonitor:
         self.active = not _is_other_rank()
         if not self.active:
             return  # other DDP ranks: no probe, no file, nothing per step
-        watched = modules_lib.select(self.model, modules)
         self._probe = probe_lib.Probe(
             self.model,
             x,
             y,
-            watched,
-            explicit=modules is not None,
+            modules_lib.select(self.model, modules),
             gradients=self.gradients,
             loss_fn=loss_fn,
             epsilon=self.epsilon,
+            unit_axis=unit_axis,
         )
         self._writer = EventWriter(log_dir)
         self.log_dir = log_dir
@@ -146,8 +154,11 @@ class DeadNeuronMonitor:
 
     @property
     def watched(self) -> dict[str, torch.nn.Module]:
-        """Tag -> module of every watched output (empty on other ranks)."""
-        return {tag: m for tag, m, _, _ in self._probe.layout} if self.active else {}
+        """Tag -> the module whose output (or input) each series watches.
+
+        Empty on other ranks.
+        """
+        return {s.tag: s.module for s in self._probe.layout} if self.active else {}
 
     def step(self, loss=None, *, global_step: int | None = None) -> None:
         """Counts one training step (call it after ``optimizer.step()``).
@@ -202,18 +213,19 @@ class DeadNeuronMonitor:
             host = self._probe.rows(masked=True).cpu().numpy()
         codes = stats.encode(host, self.gradients)
         self.last_snapshot, start = {}, 0
-        for tag, module, axis, units in self._probe.layout:
-            self.last_snapshot[tag] = codes[:, start : start + units]
-            start += units
+        for site in self._probe.layout:
+            self.last_snapshot[site.tag] = codes[:, start : start + site.units]
+            start += site.units
             self._writer.snapshot(
-                tag,
-                self.last_snapshot[tag],
+                site.tag,
+                self.last_snapshot[site.tag],
                 self._step,
                 with_gradients=self.gradients,
                 epsilon=self.epsilon,
-                layer_class=type(module).__name__,
-                activation=modules_lib.activation_name(module),
-                unit_axis=axis,
+                layer_class=site.layer_class,
+                activation=site.activation,
+                # -1 for the last axis, as the other writers record it.
+                unit_axis=-1 if site.axis == len(site.shape) - 1 else site.axis,
             )
         if loss is not None and np.isfinite(float(loss)):
             self._writer.scalar(metadata.LOSS_TAG, float(loss), self._step)
@@ -224,7 +236,8 @@ class DeadNeuronMonitor:
     def _revive(self) -> None:
         if self._last_snapshot_step != self._step:
             self._snapshot(None)
-        for tag, module, _, _ in self._probe.layout:
+        for site in self._probe.layout:
+            tag = site.tag
             if tag in self._unrevivable:
                 continue
             units = classify.revivable_units(
@@ -233,8 +246,9 @@ class DeadNeuronMonitor:
             if not units:
                 continue
             try:
-                producer = revive_lib.producer_of(self.model, module)
-                revived = revive_lib.revive(self.model, producer, units, self.optimizer)
+                revived = revive_lib.revive_series(
+                    self.model, site, units, self.optimizer
+                )
             except ValueError as e:
                 self._unrevivable.add(tag)
                 warnings.warn(

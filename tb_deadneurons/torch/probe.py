@@ -3,21 +3,23 @@
 A snapshot describes the units as training computes them (``docs/format.md``):
 dropout off, BatchNorm on the probe batch's own statistics, and nothing
 changed -- ``training`` flags, BatchNorm buffers, parameter ``.grad`` and
-the RNG state are as they were before. Forward hooks reduce each watched
-output to per-unit rows the moment it is made (an in-place op later in
-``forward`` cannot change what is measured).
+the RNG state are as they were before. Forward hooks (pre-hooks for a
+module's input) reduce each watched tensor to per-unit rows the moment it
+is made (an in-place op later in ``forward`` cannot change what is
+measured). Which tensors are watched is found once, at construction
+(``discover``); nothing is traced after that.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable
 
 import torch
 
 from tb_deadneurons.format import metadata
-from tb_deadneurons.torch import modules as modules_lib
-from tb_deadneurons.torch import stats
+from tb_deadneurons.torch import discover, stats
 
 
 class TrainingView:
@@ -71,14 +73,6 @@ def call(model: torch.nn.Module, x):
     return model(**x) if isinstance(x, dict) else model(x)
 
 
-def _first_tensor(out):
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    return None
-
-
 def _tensors(out) -> list[torch.Tensor]:
     if isinstance(out, torch.Tensor):
         return [out]
@@ -90,17 +84,18 @@ def _tensors(out) -> list[torch.Tensor]:
 
 
 class Probe:
-    """Runs the probe batch; gives every watched output's rows at once.
+    """Runs the probe batch; gives every watched tensor's rows at once.
 
-    ``layout`` lists ``(tag, module, unit_axis, units)`` per watched output:
-    the module's qualified name, with ``@2``, ``@3`` ... for its second and
-    later calls in one forward pass (a module used twice watches two sets of
-    units). Outputs that are the model's output are left out unless the
-    module was named.
+    ``layout`` lists one ``discover.Site`` per watched tensor: by default the
+    units ``discover`` derives from one traced forward pass at construction;
+    with ``requested`` (``modules.select``'s pairs) the output or input of
+    each named module, one series per call (``@2``, ``@3`` ...). The probe
+    passes themselves only hook the found modules. ``unit_axis`` maps tags
+    to the axis to use instead of the derived one.
 
     Raises (at construction):
       ValueError: the probe batch does not fit the model, a named module is
-        not called by ``forward``, or nothing is left to watch.
+        not called by ``forward``, a bad ``unit_axis``, or nothing to watch.
     """
 
     def __init__(
@@ -108,63 +103,41 @@ class Probe:
         model,
         x,
         y,
-        watched: dict,
+        requested,
         *,
-        explicit: bool,
         gradients: bool,
         loss_fn: Callable | None,
         epsilon: float,
+        unit_axis: dict | None = None,
     ):
         self.model, self._x, self._y = model, x, y
         self._gradients, self._loss_fn, self._epsilon = gradients, loss_fn, epsilon
-        self._tags = {id(m): name for name, m in watched.items()}
         self._view = TrainingView(model)
         param = next(model.parameters(), None)
         self._device = param.device if param is not None else torch.device("cpu")
-        self.layout = self._discover(watched, explicit)
+        self.layout = self._discover(requested)
         if not self.layout:
             raise ValueError(
-                "modules: no watched module is called by forward before the "
-                "output; pass modules=[...]"
+                "modules: no unit found: no non-linearity of forward (an "
+                "activation module, F.relu/gelu/silu/tanh/sigmoid, an RNN) is "
+                "read by a weight layer (Linear, Conv, Conv1D) on probe_data; "
+                "pass modules=[...] naming what to watch"
             )
+        _set_axes(self.layout, unit_axis)
 
-    def _discover(self, watched: dict, explicit: bool) -> list[tuple]:
-        """One forward pass that finds each watched output's shape and axis."""
-        seen, previous, handles = [], [None], []
-
-        def on_leaf(module, args, out):
-            if id(module) in self._tags:
-                t = _first_tensor(out)
-                if t is not None and t.dim() >= 2:
-                    seen.append((module, previous[0], t))
-            previous[0] = module
-
-        for m in self.model.modules():
-            if id(m) in self._tags or not any(True for _ in m.children()):
-                handles.append(m.register_forward_hook(on_leaf))
+    def _discover(self, requested) -> list[discover.Site]:
+        """One traced forward pass that finds the watched tensors."""
+        tracer = discover.Tracer(self.model)
+        handles = tracer.hooks(self.model)
         try:
-            with torch.no_grad(), self._view(), _fits(self.model):
+            with torch.no_grad(), self._view(), _fits(self.model), tracer:
                 outputs = {id(t) for t in _tensors(call(self.model, self._x))}
         finally:
             for h in handles:
                 h.remove()
-        layout, calls = [], {}
-        for module, before, t in seen:
-            name = self._tags[id(module)]
-            calls[name] = calls.get(name, 0) + 1
-            if id(t) in outputs and not explicit:
-                continue
-            tag = name if calls[name] == 1 else f"{name}@{calls[name]}"
-            producer = before if modules_lib.activation_name(module) else module
-            axis = modules_lib.unit_axis(producer, t.dim())
-            layout.append((tag, module, axis, int(t.shape[axis])))
-        missing = explicit and set(self._tags.values()) - set(calls)
-        if missing:
-            raise ValueError(
-                f"modules: {sorted(missing)} not called by forward on probe_data "
-                "(or their output is not a tensor of rank >= 2)"
-            )
-        return layout
+        if requested is None:
+            return discover.default_sites(tracer, outputs)
+        return discover.explicit_sites(tracer, requested)
 
     def rows(self, masked: bool = False) -> torch.Tensor:
         """float32 ``[num_stats, total units]`` on the model's device.
@@ -172,21 +145,30 @@ class Probe:
         ``masked`` as in ``stats.unit_stats``: without it, a unit with a
         NaN/Inf value has ``nonfinite`` > 0 and the caller asks again.
         """
-        found, grads_of, handles = {}, {}, []
-        axes = {tag: axis for tag, _, axis, _ in self.layout}
-        calls: dict = {}
+        found, grads_of, calls = {}, {}, {}
+        sites = {(id(s.module), s.where, s.call): s for s in self.layout}
 
-        def on_output(module, args, out):
-            name = self._tags[id(module)]
-            calls[name] = calls.get(name, 0) + 1
-            tag = name if calls[name] == 1 else f"{name}@{calls[name]}"
-            t = _first_tensor(out)
-            if tag in axes and t is not None:
-                found[tag] = stats.unit_stats(t, self._epsilon, axes[tag], masked)
-                grads_of[tag] = t
+        def seen(module, where, value):
+            key = (id(module), where)
+            calls[key] = calls.get(key, 0) + 1
+            site = sites.get((*key, calls[key]))
+            t = discover.first_tensor(value)
+            if site is not None and t is not None and t.dim() > site.axis:
+                found[site.tag] = stats.unit_stats(t, self._epsilon, site.axis, masked)
+                grads_of[site.tag] = t
 
-        for m in {id(m): m for _, m, _, _ in self.layout}.values():
-            handles.append(m.register_forward_hook(on_output))
+        handles = []
+        for s in {(id(s.module), s.where): s for s in self.layout}.values():
+            if s.where == "input":
+                hook = s.module.register_forward_pre_hook(
+                    lambda m, args: seen(m, "input", args)
+                )
+            else:
+                hook = s.module.register_forward_hook(
+                    lambda m, args, out: seen(m, "output", out)
+                )
+            handles.append(hook)
+        axes = {s.tag: s.axis for s in self.layout}
         try:
             with torch.set_grad_enabled(self._gradients), self._view():
                 out = call(self.model, self._x)
@@ -196,7 +178,7 @@ class Probe:
             for h in handles:
                 h.remove()
         return torch.cat(
-            [self._or_empty(found, tag, u) for tag, _, _, u in self.layout], dim=1
+            [self._or_empty(found, s.tag, s.units) for s in self.layout], dim=1
         )
 
     def _add_gradients(self, out, found, grads_of, axes) -> None:
@@ -234,3 +216,39 @@ def _fits(model):
             f"probe_data does not fit the model ({type(model).__name__}): "
             f"{type(e).__name__}: {e}"
         ) from e
+
+
+def _set_axes(layout: list, unit_axis) -> None:
+    """Applies ``unit_axis`` (tag -> axis) and warns where an axis is a guess.
+
+    Raises:
+      ValueError: ``unit_axis`` not a dict, an unknown tag, a bad axis.
+    """
+    unit_axis = {} if unit_axis is None else unit_axis
+    if not isinstance(unit_axis, dict):
+        raise ValueError(f"unit_axis must be a dict tag -> axis; got {unit_axis!r}")
+    by_tag = {s.tag: s for s in layout}
+    for tag, axis in unit_axis.items():
+        site = by_tag.get(tag)
+        if site is None:
+            raise ValueError(
+                f"unit_axis: {tag!r} is not a watched series; watched: {list(by_tag)}"
+            )
+        rank = len(site.shape)
+        valid = isinstance(axis, int) and not isinstance(axis, bool)
+        if not (valid and -rank < axis < rank and axis % rank):
+            raise ValueError(
+                f"unit_axis[{tag!r}] must be an axis of its {rank}-d tensor "
+                f"{tuple(site.shape)}, not the batch axis; got {axis!r}"
+            )
+        site.axis = axis % rank
+        site.units, site.candidates = int(site.shape[site.axis]), ()
+    for site in layout:
+        if site.candidates:
+            warnings.warn(
+                f"DeadNeuronMonitor: the unit axis of {site.tag!r} (shape "
+                f"{tuple(site.shape)}) is ambiguous: candidates "
+                f"{list(site.candidates)}; using {site.axis}. Pass "
+                f"unit_axis={{{site.tag!r}: axis}} to choose",
+                stacklevel=4,
+            )

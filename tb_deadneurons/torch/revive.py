@@ -13,7 +13,9 @@ functions, pooling over the spatial axes, and flatten; consumers are
 ``Linear`` or ``ConvNd`` with ``groups=1``. Anything else -- normalisation,
 residual adds, concatenation, reshapes, a path to the model output, a module
 called twice, an untraceable model -- raises ``ValueError`` naming the
-module, before anything is changed.
+module, before anything is changed. ``revive_gated`` does the same for a
+gated FFN unit (its ``gate`` and ``up`` rows, its ``down`` column), and
+``revive_series`` picks between them for a monitor's series.
 """
 
 from __future__ import annotations
@@ -264,17 +266,7 @@ def revive(model, module, units, optimizer=None) -> list[int]:
     incoming = [(module.weight, (chosen,), fresh[chosen])]
     if module.bias is not None:
         incoming.append((module.bias, (chosen,), 0.0))
-    state = _optimizer_state(
-        optimizer, [p for p, *_ in incoming] + [p for p, _ in edits]
-    )
-    with torch.no_grad():
-        for p, index in edits:
-            p[index] = 0.0
-        for p, index, value in incoming:
-            p[index] = value
-        for p, index in [(p, i) for p, i, _ in incoming] + edits:
-            for buf in state.get(p, []):
-                buf[index] = 0.0
+    _apply(optimizer, incoming, edits)
     return chosen
 
 
@@ -296,3 +288,75 @@ def _optimizer_state(optimizer, params) -> dict:
             bufs.append(value)
         found[p] = bufs
     return found
+
+
+def revive_series(model, site, units, optimizer=None) -> list[int]:
+    """Revives ``units`` of a monitor series (a ``discover.Site``).
+
+    An activation module's output: its producer's units (``producer_of``,
+    ``revive``). A gated FFN's product ``act(gate(x)) * up(x)`` read by a
+    ``down`` Linear only: ``revive_gated``. Anything else raises
+    ``ValueError`` naming the series, before anything is changed.
+    """
+    if site.gated:
+        gate, up = site.gated
+        return revive_gated(model, gate, up, site.module, units, optimizer)
+    if site.where == "output" and modules_lib.activation_name(site.module):
+        producer = producer_of(model, site.module)
+        return revive(model, producer, units, optimizer)
+    raise ValueError(
+        f"series {site.tag!r} ({site.layer_class}) is neither an activation "
+        "module's output nor a gated product act(gate(x)) * up(x) of Linear "
+        "layers read once, by one Linear: revive() cannot keep the outputs"
+    )
+
+
+def revive_gated(model, gate, up, down, units, optimizer=None) -> list[int]:
+    """Re-initialises units of a gated FFN ``down(act(gate(x)) * up(x))``.
+
+    The units' rows of ``gate`` and ``up`` are redrawn (their biases zeroed)
+    and their columns of ``down`` zeroed, so the model's outputs are unchanged
+    at revival; optimizer state at those entries is zeroed as in ``revive``.
+
+    Raises:
+      ValueError: a layer that is not ``nn.Linear``, widths that disagree, or
+        a unit out of range; nothing is changed.
+    """
+    layers = {"gate": gate, "up": up, "down": down}
+    for role, layer in layers.items():
+        if type(layer) is not torch.nn.Linear:
+            raise ValueError(
+                f"revive_gated: {role} is {type(layer).__name__}, not nn.Linear"
+            )
+    width = gate.out_features
+    if up.out_features != width or down.in_features != width:
+        raise ValueError(
+            f"revive_gated: gate {gate.out_features}, up {up.out_features} and "
+            f"down {down.in_features} units disagree"
+        )
+    chosen = sorted(set(checks.unit_indices("units", units, width).tolist()))
+    incoming = []
+    for layer in (gate, up):
+        fresh = torch.empty_like(layer.weight)
+        torch.nn.init.kaiming_uniform_(fresh, a=math.sqrt(5))
+        incoming.append((layer.weight, (chosen,), fresh[chosen]))
+        if layer.bias is not None:
+            incoming.append((layer.bias, (chosen,), 0.0))
+    edits = [(down.weight, (slice(None), chosen))]
+    _apply(optimizer, incoming, edits)
+    return chosen
+
+
+def _apply(optimizer, incoming: list, edits: list) -> None:
+    """Sets ``incoming`` values, zeroes ``edits``, and their optimizer state."""
+    state = _optimizer_state(
+        optimizer, [p for p, *_ in incoming] + [p for p, _ in edits]
+    )
+    with torch.no_grad():
+        for p, index in edits:
+            p[index] = 0.0
+        for p, index, value in incoming:
+            p[index] = value
+        for p, index in [(p, i) for p, i, _ in incoming] + edits:
+            for buf in state.get(p, []):
+                buf[index] = 0.0
