@@ -30,7 +30,7 @@ _ACTIVATION_LAYERS = {
 }
 _LINEAR = frozenset({"linear", "identity"})
 # Outputs that are distributions over their units, not units.
-_NOT_UNITS = frozenset({"softmax", "log_softmax"})
+NOT_UNITS = frozenset({"softmax", "log_softmax"})
 
 
 def activation_name(layer) -> str | None:
@@ -92,7 +92,7 @@ def walk(model) -> list[tuple[str, keras.layers.Layer]]:
 def watched_by_default(layer) -> bool:
     """A leaf layer whose output follows a non-linearity other than softmax."""
     name = activation_name(layer)
-    return bool(name) and name not in _NOT_UNITS and not children(layer)
+    return bool(name) and name not in NOT_UNITS and not children(layer)
 
 
 def _matches(item, layers: list) -> list:
@@ -129,6 +129,27 @@ def select(model, requested) -> dict[str, keras.layers.Layer]:
             )
         chosen.update(found[:1])
     return chosen
+
+
+INPUT_SUFFIX = ":input"
+
+
+def requested_sites(model, requested) -> dict[int, set[str]]:
+    """``id(layer) -> {"output", "input"}`` for ``layers=``: an item ending
+    in ``":input"`` (``"block/down:input"``) names that layer's input, any
+    other its output; the layer part as ``select`` takes it.
+
+    Raises:
+      ValueError: as ``select``.
+    """
+    wanted: dict[int, set[str]] = {}
+    for item in requested:
+        where = "output"
+        if isinstance(item, str) and item.endswith(INPUT_SUFFIX):
+            item, where = item[: -len(INPUT_SUFFIX)], "input"
+        for layer in select(model, [item]).values():
+            wanted.setdefault(id(layer), set()).add(where)
+    return wanted
 
 
 def check_requested(layers) -> list | None:
