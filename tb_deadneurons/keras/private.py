@@ -19,6 +19,9 @@ Each private API, where it is used, and why there is no public way:
   eager discovery pass (``shadowed_ops``): the only place every functional
   activation (``keras.ops.silu``, ``keras.activations.gelu`` held as a
   function, a Dense's ``activation``) passes through; Keras has no op hooks.
+- the ``*`` operator of the backend's eager tensor type, for that same
+  pass (``shadowed_products``): a product written ``a * b`` never reaches
+  ``keras.ops``.
 - ``RNN.return_sequences`` set for one call (``call_for_sequences``): the
   only way to see every timestep of a layer that returns its last output.
 - ``Sequential._functional`` (``functional_graph``): the graph behind a
@@ -119,6 +122,34 @@ def shadowed_ops(make_op):
     finally:
         for module, name, original in reversed(saved):
             setattr(module, name, original)
+
+
+@contextlib.contextmanager
+def shadowed_products(sample, make_op):
+    """Within the block, ``a * b`` on the backend's eager tensors (the type
+    of ``sample``) runs ``make_op(name, original)`` for ``__mul__`` and
+    ``__rmul__``: a gated product written with ``*`` (keras-hub's Gemma)
+    goes round ``keras.ops``. A type that refuses new attributes is left
+    alone. Only for the one eager discovery pass; restored on exit.
+    """
+    cls = type(sample)
+    saved = []
+    try:
+        for name in ("__mul__", "__rmul__"):
+            had = name in cls.__dict__
+            original = getattr(cls, name)
+            try:
+                setattr(cls, name, make_op(name, original))
+            except TypeError:
+                break
+            saved.append((name, had, original))
+        yield
+    finally:
+        for name, had, original in reversed(saved):
+            if had:
+                setattr(cls, name, original)
+            else:
+                delattr(cls, name)
 
 
 def functional_graph(model):

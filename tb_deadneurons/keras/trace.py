@@ -25,7 +25,7 @@ Sites, by kind (the tag in brackets):
 Every call of a layer is its own site: ``path``, ``path@2``, ... (the
 PyTorch monitor's rule). Softmax is no non-linearity here and the model's
 outputs are left out by default. Casts and ``keras.ops.multiply`` carry a
-non-linear tensor on; anything else (add, norm, reshape) ends it.
+non-linear tensor on (``a * b`` too); anything else (add, norm, reshape) ends it.
 """
 
 from __future__ import annotations
@@ -178,6 +178,15 @@ class _Trace:
         else:
             self._mark(out, ma[0], ma[2], ma[3])
 
+    def product(self, name, original):
+        def traced(a, b):
+            out = original(a, b)
+            if out is not NotImplemented:
+                self._multiply(a, b, out)
+            return out
+
+        return traced
+
     # -- layer calls ---------------------------------------------------------
 
     def call(self, layer, original):
@@ -278,6 +287,7 @@ def find_sites(model, x, requested, batchnorms) -> tuple[list[Site], dict, set]:
     with (
         private.shadowed_calls(layers, trace.call),
         private.shadowed_ops(trace.op),
+        private.shadowed_products(keras.tree.flatten(x)[0], trace.product),
         keras.StatelessScope(),
     ):
         y_pred = model(x, training=False)
