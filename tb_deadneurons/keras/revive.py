@@ -25,7 +25,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from tb_deadneurons.keras import private
+from tb_deadneurons.keras import private, trace
 
 _ELEMENTWISE_ACTIVATIONS = frozenset(
     "linear relu relu6 leaky_relu elu selu gelu tanh sigmoid hard_sigmoid "
@@ -268,7 +268,7 @@ def revive_site(model, site, units: Iterable[int], optimizer=None) -> list[int]:
         a projection, an RNN, ``TimeDistributed``, a shared layer's call),
         naming it; nothing is changed.
     """
-    if site.where == "output" and site.once and not hasattr(site.layer, "cell"):
+    if site.where == "output" and site.once and not trace.is_opaque(site.layer):
         return revive(model, site.layer, units, optimizer)
     if site.where == "input" and site.gate is not None and site.up is not None:
         if not site.once:
