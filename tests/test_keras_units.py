@@ -60,6 +60,12 @@ def _series(path, model) -> dict:
     return out
 
 
+def _count_is(stats, expected) -> None:
+    """Counts are stored to +-9 % (docs/format.md): near ``expected``, far
+    from what one timestep or one call would give."""
+    np.testing.assert_allclose(stats["count"], expected, rtol=0.1)
+
+
 def _dead(steps, stats) -> list[list[int]]:
     """Today's classifier's dead units at every snapshot."""
     dead = classify.classify(stats, steps).dead
@@ -73,7 +79,7 @@ def test_llama_gate_zero_and_up_zero_units_are_dead_in_layer_0_only(run):
     steps, first = series[FFN.format(0)]
     assert steps == [0, 2]  # 2 batches, every 2
     assert first["count"].shape[1] == 32  # intermediate_dim: the product's width
-    assert np.all(first["count"] == truth["count"])  # batch x sequence
+    _count_is(first, truth["count"])  # batch x sequence
     assert _dead(steps, first) == [truth["dead"]] * len(steps)
     assert np.all(first["max_abs"][:, truth["dead"]] == 0)
     assert _dead(*series[FFN.format(1)]) == [[]] * len(steps)
@@ -101,7 +107,7 @@ def test_timedistributed_covers_every_timestep(run):
     # Timestep 0 alone would show [5, 6, 7]; over every timestep only 5.
     assert truth["dead_at_step_0"] == [5, 6, 7]
     assert _dead(steps, stats) == [truth["dead"]] * len(steps) == [[5]] * len(steps)
-    assert np.all(stats["count"] == truth["count"])  # batch x timesteps
+    _count_is(stats, truth["count"])  # batch x timesteps
 
 
 def test_a_shared_dense_gives_one_series_per_call(run):
@@ -118,10 +124,10 @@ def test_rnn_outputs_cover_every_timestep_and_a_saturated_unit_is_dead(run):
     series = _series(path, "rnn")
     assert sorted(series) == ["bi/backward_lstm", "bi/forward_lstm", "gru"]
     for tag in series:
-        assert np.all(series[tag][1]["count"] == truth["count"]), tag
+        _count_is(series[tag][1], truth["count"])
     steps, forward = series["bi/forward_lstm"]
     assert _dead(steps, forward)[0] == [truth["saturated"]]
-    assert forward["std"][0, truth["saturated"]] == 0
+    assert forward["std"][0, truth["saturated"]] < 1e-5 * np.median(forward["std"][0])
     assert forward["max_abs"][0, truth["saturated"]] > 0.5  # tanh(1), not off
     assert _dead(*series["bi/backward_lstm"])[0] == []
     # The GRU returns its last output only; the series is every timestep's.
