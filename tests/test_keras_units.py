@@ -127,7 +127,7 @@ def test_rnn_outputs_cover_every_timestep_and_a_saturated_unit_is_dead(run):
         _count_is(series[tag][1], truth["count"])
     steps, forward = series["bi/forward_lstm"]
     assert _dead(steps, forward)[0] == [truth["saturated"]]
-    assert forward["std"][0, truth["saturated"]] < 1e-5 * np.median(forward["std"][0])
+    assert forward["std"][0, truth["saturated"]] < 1e-4 * np.median(forward["std"][0])
     assert forward["max_abs"][0, truth["saturated"]] > 0.5  # tanh(1), not off
     assert _dead(*series["bi/backward_lstm"])[0] == []
     # The GRU returns its last output only; the series is every timestep's.

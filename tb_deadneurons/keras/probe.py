@@ -260,14 +260,14 @@ class Probe:
         outputs, grads = self._run()
         result = {}
         for tag, site in self.sites.items():
-            data = keras.ops.convert_to_numpy(outputs[tag])
+            data = _host_float32(outputs[tag])
             grad = grads.get(tag)
             if self._grad_fn is not None:
                 # No path from the unit to the loss: its gradient is zero.
                 grad = np.zeros_like(data) if grad is None else grad
             result[tag] = stats.snapshot_np(
                 data,
-                None if grad is None else keras.ops.convert_to_numpy(grad),
+                None if grad is None else _host_float32(grad),
                 unit_axis=site.unit_axis,
                 epsilon=self._epsilon,
             )
@@ -277,6 +277,15 @@ class Probe:
         """A zero tensor the shape and dtype of each watched tensor (dL/da is
         taken there; a mixed-precision model's float16 outputs get float16)."""
         return {t: keras.ops.zeros(s, dtype=d) for t, (s, d) in self._shapes.items()}
+
+
+def _host_float32(tensor) -> np.ndarray:
+    """A tensor on the host as numpy; float16/bfloat16 widened to float32
+    on the device first (numpy has no bfloat16 of its own)."""
+    dtype = keras.backend.standardize_dtype(tensor.dtype)
+    if dtype in ("float16", "bfloat16"):
+        tensor = keras.ops.cast(tensor, "float32")
+    return keras.ops.convert_to_numpy(tensor)
 
 
 def _with_input(args, kwargs, change):
