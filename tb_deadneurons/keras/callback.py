@@ -57,11 +57,16 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         of 256 samples, and gives a few hundred snapshots over 20k-40k
         batches; lower it for short runs.
       layers: tag paths (``"block/ffn/up"``), unique suffixes of them
-        (``"up"``) or layer objects to watch. Default: every layer holding no
-        sub-layers whose output follows a non-linearity other than softmax
-        (Dense/Conv with a non-linear ``activation``,
-        Activation/ReLU/LeakyReLU/ELU/PReLU layers), wherever it lives in the
-        model, except the output layer.
+        (``"up"``) or layer objects to watch, every call of each;
+        ``"path:input"`` names a layer's input instead of its output.
+        Default: the units the traced probe pass finds (``keras.trace``):
+        every tensor a non-linearity other than softmax made that a layer
+        returns (Dense/Conv with an activation, Activation/ReLU/... layers)
+        or a weight layer reads (a functional activation in a block's
+        ``call``: ``block/down:input``; keras-hub Llama's gated product:
+        ``transformer_layer_0/feedforward_output_dense:input``), RNN outputs
+        at every timestep, ``TimeDistributed`` outputs; a layer's k-th call
+        is ``path@k``; never the model's outputs.
       gradients: also log mean |dL/da| per unit; needs labels in
         ``probe_data`` and a compiled loss (tensorflow, jax and torch).
       epsilon: a position counts as active where |a| > epsilon.
@@ -71,10 +76,13 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         revival is logged. Layers ``revive`` cannot handle safely are skipped
         with a warning.
       revive_tau: the ReDo threshold for revival; 0 revives dead units only.
+      unit_axis: ``{series tag: axis}`` for series whose unit axis the
+        trace cannot tell (it warns naming them) or gets wrong.
 
     Raises:
       ValueError: at construction for a bad argument, at ``on_train_begin``
-        for unknown layer names or a probe batch that does not fit the model.
+        for unknown layer names or ``unit_axis`` tags, or a probe batch that
+        does not fit the model.
 
     Example:
 

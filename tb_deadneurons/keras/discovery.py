@@ -7,9 +7,10 @@ keras-hub's transformer blocks and hand-written residual blocks hold their
 ``Dense``/``Activation`` layers). Tags are paths of layer names from the
 outer model down (``transformer_layer_0/feedforward_intermediate_dense``).
 
-By default a layer is watched when its output follows a non-linearity and
-it holds no sub-layers: a block's output is never watched because the block
-carries an ``activation`` attribute for its inner layers. Softmax outputs
+``watched_by_default`` is the attribute half of the default rule (a leaf
+layer whose ``activation`` is non-linear: a block that carries an
+``activation`` attribute for its inner layers is not one); the rest -- which
+tensors a non-linearity made, who reads them -- is found by ``trace``. Softmax outputs
 (attention weights, class probabilities) are distributions, not units.
 Backend-agnostic: imports Keras only.
 """
@@ -46,11 +47,6 @@ def activation_name(layer) -> str | None:
     else:
         name = getattr(fn, "__name__", type(fn).__name__)
     return None if name in _LINEAR else name
-
-
-def unit_axis(layer) -> int:
-    """The axis of a layer's output that holds its units (channels)."""
-    return 1 if getattr(layer, "data_format", None) == "channels_first" else -1
 
 
 def _held_layers(value) -> list:

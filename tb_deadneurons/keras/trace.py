@@ -240,9 +240,9 @@ class _Trace:
         made_here = mark is not None and mark[1] > start
         inner = _timedistributed_inner(layer)
         named = discovery.activation_name(inner if inner is not None else layer)
-        by_rule = (
-            named not in (None, *discovery.NOT_UNITS) and not discovery.children(layer)
-        ) or (inner is not None and named not in (None, *discovery.NOT_UNITS))
+        by_rule = discovery.watched_by_default(layer) or (
+            inner is not None and named not in (None, *discovery.NOT_UNITS)
+        )
         if self._wants(layer, "output", made_here or by_rule):
             self._site(layer, k, "output", out, named or (mark[0] if mark else ""))
 
