@@ -118,3 +118,53 @@ def test_revive_every_revives_llamas_dead_gated_units(tmp_path):
     assert (1, FFN0, truth["dead"]) in cb.revivals
     last = events.snapshots(str(tmp_path / "train"))[FFN0][-1][1]
     assert np.all(last["active_fraction"] > 0)
+
+
+@pytest.mark.parametrize(
+    "build, extra, tag, width, activation",
+    [
+        ("MistralBackbone", {}, FFN0, 32, "silu_gated"),
+        ("QwenBackbone", {}, FFN0, 32, "silu_gated"),
+        # Gemma's product is written ``gelu(x1) * x2``, round keras.ops.
+        (
+            "GemmaBackbone",
+            {"head_dim": 8},
+            "decoder_block_0/ffw_linear:input",
+            16,
+            "gelu_gated",
+        ),
+    ],
+)
+def test_keras_hub_gated_ffn_products_are_watched_by_default(
+    build, extra, tag, width, activation
+):
+    import keras_hub
+
+    model = getattr(keras_hub.models, build)(
+        vocabulary_size=50,
+        num_layers=1,
+        num_query_heads=2,
+        num_key_value_heads=1,
+        hidden_dim=16,
+        intermediate_dim=32,
+        **extra,
+    )
+    x = {"token_ids": np.ones((4, 8), "int32"), "padding_mask": np.ones((4, 8), bool)}
+    p = probe.Probe(model, x)
+    assert list(p.sites) == [tag]
+    assert p.sites[tag].activation == activation
+    assert p.sites[tag].gate is not None and p.sites[tag].up is not None
+    assert _stats(p()[tag])["count"].shape == (width,)
+
+
+def test_the_discovery_pass_leaves_no_shadow_behind():
+    from keras.src import backend
+
+    before = {n: getattr(backend.nn, n) for n in ("relu", "gelu", "silu", "tanh")}
+    mul = type(keras.ops.ones((1,))).__mul__
+    model, x, _, _ = models.blocks()
+    probe.Probe(model, x)()
+    assert {n: getattr(backend.nn, n) for n in before} == before
+    assert type(keras.ops.ones((1,))).__mul__ is mul
+    for layer in model.layers + [model.get_layer("gelu_block").up]:
+        assert "call" not in vars(layer), layer.name
