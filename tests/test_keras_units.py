@@ -34,7 +34,7 @@ def _run(backend: str, path) -> dict:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1500,  # jax compiles each model; the CI machine is shared
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
