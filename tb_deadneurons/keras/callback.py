@@ -19,7 +19,7 @@ from tb_deadneurons.analysis import classify
 from tb_deadneurons.format import checks, events, summary
 from tb_deadneurons.format.metadata import LOSS_TAG
 from tb_deadneurons.keras import discovery, probe
-from tb_deadneurons.keras.revive import revive
+from tb_deadneurons.keras.revive import revive_site
 
 __all__ = ["DeadNeuronCallback", "LOSS_TAG"]
 
@@ -57,11 +57,16 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         of 256 samples, and gives a few hundred snapshots over 20k-40k
         batches; lower it for short runs.
       layers: tag paths (``"block/ffn/up"``), unique suffixes of them
-        (``"up"``) or layer objects to watch. Default: every layer holding no
-        sub-layers whose output follows a non-linearity other than softmax
-        (Dense/Conv with a non-linear ``activation``,
-        Activation/ReLU/LeakyReLU/ELU/PReLU layers), wherever it lives in the
-        model, except the output layer.
+        (``"up"``) or layer objects to watch, every call of each;
+        ``"path:input"`` names a layer's input instead of its output.
+        Default: the units the traced probe pass finds (``keras.trace``):
+        every tensor a non-linearity other than softmax made that a layer
+        returns (Dense/Conv with an activation, Activation/ReLU/... layers)
+        or a weight layer reads (a functional activation in a block's
+        ``call``: ``block/down:input``; keras-hub Llama's gated product:
+        ``transformer_layer_0/feedforward_output_dense:input``), RNN outputs
+        at every timestep, ``TimeDistributed`` outputs; a layer's k-th call
+        is ``path@k``; never the model's outputs.
       gradients: also log mean |dL/da| per unit; needs labels in
         ``probe_data`` and a compiled loss (tensorflow, jax and torch).
       epsilon: a position counts as active where |a| > epsilon.
@@ -71,10 +76,13 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         revival is logged. Layers ``revive`` cannot handle safely are skipped
         with a warning.
       revive_tau: the ReDo threshold for revival; 0 revives dead units only.
+      unit_axis: ``{series tag: axis}`` for series whose unit axis the
+        trace cannot tell (it warns naming them) or gets wrong.
 
     Raises:
       ValueError: at construction for a bad argument, at ``on_train_begin``
-        for unknown layer names or a probe batch that does not fit the model.
+        for unknown layer names or ``unit_axis`` tags, or a probe batch that
+        does not fit the model.
 
     Example:
 
@@ -104,6 +112,7 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         epsilon: float = 0.0,
         revive_every: int | None = None,
         revive_tau: float = 0.0,
+        unit_axis: dict | None = None,
     ):
         super().__init__()
         self.log_dir = checks.log_dir(log_dir)
@@ -113,6 +122,7 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         self.epsilon = checks.epsilon(epsilon)
         self.layers = discovery.check_requested(layers)
         self.gradients = bool(gradients)
+        self.unit_axis = _check_unit_axis(unit_axis)
         self.revivals: list[tuple[int, str, list[int]]] = []
         self._unrevivable: set[str] = set()
         self._x, self._y = probe.split_probe_data(probe_data)
@@ -147,6 +157,7 @@ class DeadNeuronCallback(keras.callbacks.Callback):
                 layers=self.layers,
                 gradients=self.gradients,
                 epsilon=self.epsilon,
+                unit_axis=self.unit_axis,
             )
         self._step = self._iterations(default=self._step or 0)
         if self._last_snapshot_step != self._step:
@@ -227,16 +238,16 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         self.model  # noqa: B018
         codes = self._probe()
         writer = self._events()
-        for tag, layer in self._probe.watched.items():
+        for tag, site in self._probe.sites.items():
             writer.snapshot(
                 tag,
                 codes[tag],
                 self._step,
                 with_gradients=self.gradients,
                 epsilon=self.epsilon,
-                layer_class=type(layer).__name__,
-                activation=discovery.activation_name(layer) or "",
-                unit_axis=discovery.unit_axis(layer),
+                layer_class=type(site.layer).__name__,
+                activation=site.activation,
+                unit_axis=site.unit_axis,
             )
         if loss is not None and math.isfinite(loss):
             writer.add_summary(scalar_pb(LOSS_TAG, np.float32(loss)), self._step)
@@ -255,8 +266,8 @@ class DeadNeuronCallback(keras.callbacks.Callback):
             if not units:
                 continue
             try:
-                revived = revive(
-                    self.model, self._probe.watched[tag], units, self.model.optimizer
+                revived = revive_site(
+                    self.model, self._probe.sites[tag], units, self.model.optimizer
                 )
             except ValueError as e:
                 self._unrevivable.add(tag)
@@ -272,6 +283,20 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         writer = self._events()
         writer.add_summary(summary.revivals_pb(layer_tag, units), self._step)
         writer.flush()
+
+
+def _check_unit_axis(unit_axis) -> dict[str, int]:
+    """``unit_axis`` as ``{tag: int}``; ValueError naming it otherwise."""
+    if unit_axis is None:
+        return {}
+    if not isinstance(unit_axis, dict) or not all(
+        isinstance(t, str) and isinstance(a, int) and not isinstance(a, bool)
+        for t, a in unit_axis.items()
+    ):
+        raise ValueError(
+            f"unit_axis must be a dict of series tag -> int axis; got {unit_axis!r}"
+        )
+    return dict(unit_axis)
 
 
 def _is_chief_process(model) -> bool:

@@ -7,9 +7,10 @@ keras-hub's transformer blocks and hand-written residual blocks hold their
 ``Dense``/``Activation`` layers). Tags are paths of layer names from the
 outer model down (``transformer_layer_0/feedforward_intermediate_dense``).
 
-By default a layer is watched when its output follows a non-linearity and
-it holds no sub-layers: a block's output is never watched because the block
-carries an ``activation`` attribute for its inner layers. Softmax outputs
+``watched_by_default`` is the attribute half of the default rule (a leaf
+layer whose ``activation`` is non-linear: a block that carries an
+``activation`` attribute for its inner layers is not one); the rest -- which
+tensors a non-linearity made, who reads them -- is found by ``trace``. Softmax outputs
 (attention weights, class probabilities) are distributions, not units.
 Backend-agnostic: imports Keras only.
 """
@@ -30,7 +31,7 @@ _ACTIVATION_LAYERS = {
 }
 _LINEAR = frozenset({"linear", "identity"})
 # Outputs that are distributions over their units, not units.
-_NOT_UNITS = frozenset({"softmax", "log_softmax"})
+NOT_UNITS = frozenset({"softmax", "log_softmax"})
 
 
 def activation_name(layer) -> str | None:
@@ -46,11 +47,6 @@ def activation_name(layer) -> str | None:
     else:
         name = getattr(fn, "__name__", type(fn).__name__)
     return None if name in _LINEAR else name
-
-
-def unit_axis(layer) -> int:
-    """The axis of a layer's output that holds its units (channels)."""
-    return 1 if getattr(layer, "data_format", None) == "channels_first" else -1
 
 
 def _held_layers(value) -> list:
@@ -92,7 +88,7 @@ def walk(model) -> list[tuple[str, keras.layers.Layer]]:
 def watched_by_default(layer) -> bool:
     """A leaf layer whose output follows a non-linearity other than softmax."""
     name = activation_name(layer)
-    return bool(name) and name not in _NOT_UNITS and not children(layer)
+    return bool(name) and name not in NOT_UNITS and not children(layer)
 
 
 def _matches(item, layers: list) -> list:
@@ -129,6 +125,27 @@ def select(model, requested) -> dict[str, keras.layers.Layer]:
             )
         chosen.update(found[:1])
     return chosen
+
+
+INPUT_SUFFIX = ":input"
+
+
+def requested_sites(model, requested) -> dict[int, set[str]]:
+    """``id(layer) -> {"output", "input"}`` for ``layers=``: an item ending
+    in ``":input"`` (``"block/down:input"``) names that layer's input, any
+    other its output; the layer part as ``select`` takes it.
+
+    Raises:
+      ValueError: as ``select``.
+    """
+    wanted: dict[int, set[str]] = {}
+    for item in requested:
+        where = "output"
+        if isinstance(item, str) and item.endswith(INPUT_SUFFIX):
+            item, where = item[: -len(INPUT_SUFFIX)], "input"
+        for layer in select(model, [item]).values():
+            wanted.setdefault(id(layer), set()).add(where)
+    return wanted
 
 
 def check_requested(layers) -> list | None:

@@ -12,9 +12,18 @@ default-writer state.
 
 Each private API, where it is used, and why there is no public way:
 
-- ``Layer.call`` shadowed per instance (``wrapped_calls``): Keras has no
+- ``Layer.call`` shadowed per instance (``shadowed_calls``): Keras has no
   forward hooks, and a subclassed model or a layer inside a block has no
   symbolic output to wire a sub-model from.
+- ``keras.src.backend.{nn,numpy,core}`` functions shadowed for the one
+  eager discovery pass (``shadowed_ops``): the only place every functional
+  activation (``keras.ops.silu``, ``keras.activations.gelu`` held as a
+  function, a Dense's ``activation``) passes through; Keras has no op hooks.
+- the ``*`` operator of the backend's eager tensor type, for that same
+  pass (``shadowed_products``): a product written ``a * b`` never reaches
+  ``keras.ops``.
+- ``RNN.return_sequences`` set for one call (``call_for_sequences``): the
+  only way to see every timestep of a layer that returns its last output.
 - ``Sequential._functional`` (``functional_graph``): the graph behind a
   Sequential model.
 - ``Functional._nodes``, ``Layer._inbound_nodes`` / ``_outbound_nodes``,
@@ -34,57 +43,113 @@ import contextlib
 
 
 @contextlib.contextmanager
-def wrapped_calls(layers: dict, batchnorms: list, deltas: dict | None):
-    """Within the block, each watched layer's first output lands in the dict.
+def shadowed_calls(layers, make_call):
+    """Within the block, each layer's ``call`` is ``make_call(layer, original)``.
 
-    ``layers``: tag → layer whose output to keep (plus ``deltas[tag]`` when
-    given, a zero offset to take dL/da at). ``batchnorms``: layers to run
-    with ``training=True`` (batch statistics) whatever the model's mode.
-    Instance attributes shadow the class's ``call``; they are removed on
-    exit, whatever happens.
+    Instance attributes shadow the class's ``call`` (Keras has no forward
+    hooks; ``TimeDistributed`` and ``Bidirectional`` call ``layer.call`` or
+    ``layer(...)``, both see the shadow); removed on exit, whatever happens.
     """
-    captured: dict = {}
-    forced = {id(la) for la in batchnorms}
     patched = {}
-    for layer in [*layers.values(), *batchnorms]:
-        if id(layer) not in patched:
-            patched[id(layer)] = layer
-    tags = {id(la): t for t, la in layers.items()}
+    for layer in layers:
+        patched.setdefault(id(layer), layer)
     for layer in patched.values():
-        object.__setattr__(
-            layer,
-            "call",
-            _wrapper(layer, tags.get(id(layer)), forced, captured, deltas),
-        )
+        original = type(layer).call.__get__(layer)
+        object.__setattr__(layer, "call", make_call(layer, original))
     try:
-        yield captured
+        yield
     finally:
         for layer in patched.values():
             object.__delattr__(layer, "call")
 
 
-def _wrapper(layer, tag, forced, captured, deltas):
-    original = type(layer).call.__get__(layer)
-    force = id(layer) in forced
+def call_for_sequences(layer, original, args, kwargs, on_sequence):
+    """Calls an RNN layer so that ``on_sequence`` sees every timestep.
 
-    def call(*args, **kwargs):
-        if force:
-            kwargs["training"] = True
+    ``return_sequences`` is set for the length of the call (the attribute
+    every Keras RNN reads in ``call``): a layer that returns its last output
+    only still computes every timestep's. ``on_sequence(outputs)`` returns
+    the outputs to go on with (a zero offset added for dL/da); the call
+    returns what it would have: those outputs, or their last timestep (the
+    order the RNN ran them in, so ``go_backwards`` too), states as they came.
+    """
+    keep = layer.return_sequences
+    object.__setattr__(layer, "return_sequences", True)
+    try:
         out = original(*args, **kwargs)
-        if tag is None or tag in captured or not _is_tensor(out):
-            return out
-        if deltas is not None:
-            out = out + deltas[tag]
-        captured[tag] = out
-        return out
-
-    return call
+    finally:
+        object.__setattr__(layer, "return_sequences", keep)
+    states = list(out[1:]) if isinstance(out, (list, tuple)) else None
+    sequence = on_sequence(out[0] if states is not None else out)
+    result = sequence if keep else sequence[:, -1]
+    return result if states is None else [result, *states]
 
 
-def _is_tensor(value) -> bool:
-    import keras
+# Keras's ops (``keras.ops.silu``, ``keras.activations.gelu``, a Dense's
+# ``activation``) end in these functions of the active backend, looked up on
+# the module at every call, so shadowing the module attribute sees every
+# functional activation, however the model holds its function.
+NONLINEAR_OPS = {
+    "nn": "relu relu6 sigmoid sparse_sigmoid softplus softsign silu log_sigmoid "
+    "leaky_relu hard_sigmoid hard_silu elu selu gelu celu glu hard_tanh tanh "
+    "sparse_plus squareplus".split(),
+    "numpy": ["tanh"],
+}
+PASS_THROUGH_OPS = {"core": ["cast"], "numpy": ["multiply"]}
 
-    return keras.ops.is_tensor(value) and len(value.shape) >= 2
+
+@contextlib.contextmanager
+def shadowed_ops(make_op):
+    """Within the block, backend op ``name`` of module ``group`` (``nn``,
+    ``numpy``, ``core``) is ``make_op(group, name, original)``.
+
+    Only for the one eager discovery pass: the compiled probe and the
+    training step never see it. Restored on exit, whatever happens.
+    """
+    from keras.src import backend
+
+    saved = []
+    for table in (NONLINEAR_OPS, PASS_THROUGH_OPS):
+        for group, names in table.items():
+            module = getattr(backend, group)
+            for name in names:
+                if hasattr(module, name):
+                    original = getattr(module, name)
+                    saved.append((module, name, original))
+                    setattr(module, name, make_op(group, name, original))
+    try:
+        yield
+    finally:
+        for module, name, original in reversed(saved):
+            setattr(module, name, original)
+
+
+@contextlib.contextmanager
+def shadowed_products(sample, make_op):
+    """Within the block, ``a * b`` on the backend's eager tensors (the type
+    of ``sample``) runs ``make_op(name, original)`` for ``__mul__`` and
+    ``__rmul__``: a gated product written with ``*`` (keras-hub's Gemma)
+    goes round ``keras.ops``. A type that refuses new attributes is left
+    alone. Only for the one eager discovery pass; restored on exit.
+    """
+    cls = type(sample)
+    saved = []
+    try:
+        for name in ("__mul__", "__rmul__"):
+            had = name in cls.__dict__
+            original = getattr(cls, name)
+            try:
+                setattr(cls, name, make_op(name, original))
+            except TypeError:
+                break
+            saved.append((name, had, original))
+        yield
+    finally:
+        for name, had, original in reversed(saved):
+            if had:
+                setattr(cls, name, original)
+            else:
+                delattr(cls, name)
 
 
 def functional_graph(model):

@@ -9,10 +9,12 @@ training step. The whole pass runs inside ``keras.StatelessScope``, so no
 variable changes: BN moving statistics, seed-generator states and metric
 states are left as they were.
 
-Layer outputs are caught by wrapping the layers' ``call`` for the length of
-one pass only (``private.wrapped_calls``); the training step never sees
-the wrapper. The statistics are ``stats.snapshot_np``: one implementation,
-on the host, for every backend.
+Which tensors are units is found once, by one traced eager pass
+(``trace.find_sites``); the snapshots catch those tensors by shadowing their
+layers' ``call`` for the length of one pass only
+(``private.shadowed_calls``); the training step never sees the wrapper.
+The statistics are ``stats.snapshot_np``: one implementation, on the host,
+for every backend.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import keras
 import numpy as np
 
 from tb_deadneurons.format import stats
-from tb_deadneurons.keras import discovery, private
+from tb_deadneurons.keras import discovery, private, trace
 
 
 def _dataset_batch(probe_data):
@@ -98,14 +100,28 @@ def _compute_loss(model, x, y, y_pred):
 
 
 class Probe:
-    """Snapshots of the watched layers of ``model`` on one fixed batch.
+    """Snapshots of the watched tensors of ``model`` on one fixed batch.
+
+    The sites (which tensors, under which tag, along which axis) are found
+    once, here, by ``trace.find_sites``; ``unit_axis`` (tag -> axis)
+    overrides the axis of named series.
 
     Raises (at construction):
-      ValueError: unknown layers, no layer to watch, or a probe batch that
-        does not fit the model.
+      ValueError: unknown layers or ``unit_axis`` tags, no unit to watch, or
+        a probe batch that does not fit the model.
     """
 
-    def __init__(self, model, x, y=None, *, layers=None, gradients=False, epsilon=0.0):
+    def __init__(
+        self,
+        model,
+        x,
+        y=None,
+        *,
+        layers=None,
+        gradients=False,
+        epsilon=0.0,
+        unit_axis=None,
+    ):
         self.model = model
         self._x = keras.tree.map_structure(keras.ops.convert_to_tensor, x)
         self._y = (
@@ -125,78 +141,159 @@ class Probe:
             # stateless pass (building creates variables).
             with _fit_errors(model):
                 model(self._x, training=False)
-        candidates = discovery.select(model, layers)
+        requested = None if layers is None else discovery.requested_sites(model, layers)
         with _fit_errors(model):
-            outputs, y_pred = self._forward(candidates, None)
-        final = {id(t) for t in keras.tree.flatten(y_pred)}
-        # The output layer is left out of the default choice only; a layer the
-        # user named is watched even when it is the output layer.
-        self.watched = {
-            t: candidates[t]
-            for t in outputs
-            if layers is not None or id(outputs[t]) not in final
-        }
-        self._shapes = {t: tuple(outputs[t].shape) for t in self.watched}
-        if layers is not None and len(self.watched) < len(candidates):
-            missing = sorted(set(candidates) - set(self.watched))
-            raise ValueError(f"layers: {missing} produce no tensor on probe_data")
-        if not self.watched:
-            raise ValueError(
-                "no layer to watch: the model has no layer after a non-linearity "
-                "besides its output; pass layers=[...]"
+            sites, tensors, final = trace.find_sites(
+                model, self._x, requested, self._batchnorms
             )
+        # The model's outputs are left out of the default choice only; a
+        # layer the user named is watched even when it makes an output.
+        self.sites = {
+            s.tag: s
+            for s in sites
+            if layers is not None or id(tensors[s.tag]) not in final
+        }
+        self._check(requested, unit_axis)
+        self.watched = {t: s.layer for t, s in self.sites.items()}
+        self._shapes = {
+            t: (
+                tuple(tensors[t].shape),
+                keras.backend.standardize_dtype(tensors[t].dtype),
+            )
+            for t in self.sites
+        }
         backend = keras.backend.backend()
         self._grad_fn = gradient_function(backend) if gradients else None
         self._run = _COMPILE.get(backend, _eager)(self)
 
-    def _forward(self, layers, deltas, state=None):
-        """``({tag: output}, y_pred)``; ``deltas`` (zeros) are added to outputs.
+    def _check(self, requested, unit_axis) -> None:
+        """Every named layer seen, ``unit_axis`` tags known; axes applied."""
+        if requested is not None:
+            seen = {(id(s.layer), s.where) for s in self.sites.values()}
+            paths = {id(la): p for p, la in discovery.walk(self.model)}
+            missing = sorted(
+                paths[i] + (discovery.INPUT_SUFFIX if w == "input" else "")
+                for i, ws in requested.items()
+                for w in ws
+                if (i, w) not in seen
+            )
+            if missing:
+                raise ValueError(f"layers: {missing} produce no tensor on probe_data")
+        if not self.sites:
+            raise ValueError(
+                "no layer to watch: the model has no tensor after a non-linearity "
+                "besides its output; pass layers=[...]"
+            )
+        for tag, axis in (unit_axis or {}).items():
+            if tag not in self.sites:
+                raise ValueError(
+                    f"unit_axis: {tag!r} is not a watched series: {sorted(self.sites)}"
+                )
+            self.sites[tag].unit_axis = axis
+
+    def _catcher(self, captured: dict, deltas):
+        """``make_call`` for ``private.shadowed_calls``: each site's tensor
+        lands in ``captured`` (plus ``deltas[tag]`` when given)."""
+        by_layer: dict = {}
+        for site in self.sites.values():
+            by_layer.setdefault(id(site.layer), {})[(site.call, site.where)] = site
+        forced = {id(la) for la in self._batchnorms}
+        counts: dict = {}
+
+        def keep(site, tensor):
+            if deltas is not None:
+                tensor = tensor + deltas[site.tag]
+            captured[site.tag] = tensor
+            return tensor
+
+        def make(layer, original):
+            mine = by_layer.get(id(layer), {})
+
+            def call(*args, **kwargs):
+                if id(layer) in forced:
+                    kwargs["training"] = True
+                k = counts[id(layer)] = counts.get(id(layer), 0) + 1
+                site_in, site_out = mine.get((k, "input")), mine.get((k, "output"))
+                if site_in is not None:
+                    args, kwargs = _with_input(args, kwargs, lambda t: keep(site_in, t))
+                if site_out is not None and trace.is_rnn(layer):
+                    return private.call_for_sequences(
+                        layer, original, args, kwargs, lambda t: keep(site_out, t)
+                    )
+                out = original(*args, **kwargs)
+                if site_out is not None and keras.ops.is_tensor(out):
+                    out = keep(site_out, out)
+                return out
+
+            return call
+
+        return make
+
+    def _forward(self, deltas, state=None):
+        """``({tag: tensor}, y_pred)``; ``deltas`` (zeros) are added to them.
 
         ``state``: ``(variable, value)`` pairs the pass reads instead of the
         variables (jax's compiled pass); nothing is written to any variable.
         """
+        captured: dict = {}
+        layers = [s.layer for s in self.sites.values()] + self._batchnorms
         with (
-            private.wrapped_calls(layers, self._batchnorms, deltas) as outputs,
+            private.shadowed_calls(layers, self._catcher(captured, deltas)),
             keras.StatelessScope(state_mapping=state),
         ):
             y_pred = self.model(self._x, training=False)
             if deltas is not None:
-                outputs["__loss__"] = _compute_loss(
+                captured["__loss__"] = _compute_loss(
                     self.model, self._x, self._y, y_pred
                 )
-        return outputs, y_pred
+        return captured, y_pred
 
     def _pass(self, state=None):
         """``({tag: output}, {tag: dL/da})`` of one pass; no dL/da without
         gradients."""
         if self._grad_fn is None:
-            return self._forward(self.watched, None, state)[0], {}
+            return self._forward(None, state)[0], {}
         return self._grad_fn(self, state)
 
     def __call__(self) -> dict[str, np.ndarray]:
         """Tag → encoded uint8 ``[num_stats, units]`` snapshot, now."""
         outputs, grads = self._run()
         result = {}
-        for tag, layer in self.watched.items():
-            data = keras.ops.convert_to_numpy(outputs[tag])
+        for tag, site in self.sites.items():
+            data = _host_float32(outputs[tag])
             grad = grads.get(tag)
             if self._grad_fn is not None:
                 # No path from the unit to the loss: its gradient is zero.
                 grad = np.zeros_like(data) if grad is None else grad
             result[tag] = stats.snapshot_np(
                 data,
-                None if grad is None else keras.ops.convert_to_numpy(grad),
-                unit_axis=discovery.unit_axis(layer),
+                None if grad is None else _host_float32(grad),
+                unit_axis=site.unit_axis,
                 epsilon=self._epsilon,
             )
         return result
 
     def zeros(self) -> dict:
-        """A zero tensor the shape of each watched output (to take dL/da at)."""
-        return {
-            t: keras.ops.zeros(s, dtype=keras.config.floatx())
-            for t, s in self._shapes.items()
-        }
+        """A zero tensor the shape and dtype of each watched tensor (dL/da is
+        taken there; a mixed-precision model's float16 outputs get float16)."""
+        return {t: keras.ops.zeros(s, dtype=d) for t, (s, d) in self._shapes.items()}
+
+
+def _host_float32(tensor) -> np.ndarray:
+    """A tensor on the host as numpy; float16/bfloat16 widened to float32
+    on the device first (numpy has no bfloat16 of its own)."""
+    dtype = keras.backend.standardize_dtype(tensor.dtype)
+    if dtype in ("float16", "bfloat16"):
+        tensor = keras.ops.cast(tensor, "float32")
+    return keras.ops.convert_to_numpy(tensor)
+
+
+def _with_input(args, kwargs, change):
+    """``(args, kwargs)`` with the call's first input replaced by
+    ``change(input)``."""
+    if args:
+        return (change(args[0]), *args[1:]), kwargs
+    return args, {**kwargs, "inputs": change(kwargs["inputs"])}
 
 
 # -- The pass, compiled once per probe where the backend compiles: eager
@@ -240,7 +337,7 @@ def _grad_tensorflow(probe, state):
     deltas = probe.zeros()
     with tf.GradientTape() as tape:
         tape.watch(deltas)
-        outputs, _ = probe._forward(probe.watched, deltas, state)
+        outputs, _ = probe._forward(deltas, state)
     grads = tape.gradient(
         outputs.pop("__loss__"),
         deltas,
@@ -253,7 +350,7 @@ def _grad_jax(probe, state):
     import jax
 
     def loss(deltas):
-        outputs, _ = probe._forward(probe.watched, deltas, state)
+        outputs, _ = probe._forward(deltas, state)
         return outputs.pop("__loss__"), outputs
 
     (_, outputs), grads = jax.value_and_grad(loss, has_aux=True)(probe.zeros())
@@ -264,7 +361,7 @@ def _grad_torch(probe, state):
     import torch
 
     deltas = {t: d.requires_grad_(True) for t, d in probe.zeros().items()}
-    outputs, _ = probe._forward(probe.watched, deltas, state)
+    outputs, _ = probe._forward(deltas, state)
     loss = outputs.pop("__loss__")
     tags = list(deltas)
     grads = torch.autograd.grad(loss, [deltas[t] for t in tags], allow_unused=True)

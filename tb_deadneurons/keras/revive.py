@@ -25,7 +25,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from tb_deadneurons.keras import private
+from tb_deadneurons.keras import private, trace
 
 _ELEMENTWISE_ACTIVATIONS = frozenset(
     "linear relu relu6 leaky_relu elu selu gelu tanh sigmoid hard_sigmoid "
@@ -251,6 +251,83 @@ def revive(model, layer, units: Iterable[int], optimizer=None) -> list[int]:
     edits = _plan(graph, layer, kernel, bias, chosen, sets)
     slots = _check_optimizer(optimizer, [var for var, _, _ in edits])
     # Everything is validated; compute every new value, then assign.
+    for var, new in _new_values(edits, slots):
+        var.assign(new)
+    return chosen
+
+
+def revive_site(model, site, units: Iterable[int], optimizer=None) -> list[int]:
+    """Revives ``units`` of a watched series (a ``trace.Site``), where safe.
+
+    A layer's output (called once): ``revive``. A gated product
+    ``act(gate(x)) * up(x)`` read by ``down`` (keras-hub Llama/Mistral/
+    Gemma/Qwen): ``revive_gated``.
+
+    Raises:
+      ValueError: any other kind of series (a functional activation read by
+        a projection, an RNN, ``TimeDistributed``, a shared layer's call),
+        naming it; nothing is changed.
+    """
+    if site.where == "output" and site.once and not trace.is_opaque(site.layer):
+        return revive(model, site.layer, units, optimizer)
+    if site.where == "input" and site.gate is not None and site.up is not None:
+        if not site.once:
+            raise ValueError(
+                f"series {site.tag!r}: its gate, up or down projection is called "
+                "more than once; revive cannot change one call"
+            )
+        return revive_gated(site.gate, site.up, site.layer, units, optimizer)
+    raise ValueError(
+        f"series {site.tag!r} ({type(site.layer).__name__} {site.where}, call "
+        f"{site.call}) is no layer output or gated product revive() can change "
+        "without changing the model's outputs"
+    )
+
+
+def revive_gated(gate, up, down, units: Iterable[int], optimizer=None) -> list[int]:
+    """Re-initialises gated units ``act(gate(x)) * up(x)`` read by ``down``.
+
+    Unit i: column i of ``gate``'s and ``up``'s kernels drawn afresh from
+    their initializers, their biases zeroed, row i of ``down``'s kernel
+    zeroed (so the model's outputs stay put), and the optimizer's slots of
+    exactly those entries reset.
+
+    Raises:
+      ValueError: a layer that is not a plain ``Dense`` (LoRA, quantized,
+        other weights), widths that do not match, a unit out of range.
+    """
+    dense = _keras().layers.Dense
+    for layer in (gate, up, down):
+        if type(layer) is not dense:
+            raise ValueError(
+                f"layer {layer.name!r} ({type(layer).__name__}) is not Dense"
+            )
+    width = int(gate.kernel.shape[-1])
+    if int(up.kernel.shape[-1]) != width or int(down.kernel.shape[0]) != width:
+        raise ValueError(
+            f"gate {gate.name!r}, up {up.name!r} and down {down.name!r} "
+            "disagree on the number of units"
+        )
+    chosen = _check_units(units, width)
+    edits: list = []
+    for layer in (gate, up):
+        kernel, bias = _kernel_and_bias(layer)
+        cols = np.zeros(kernel.shape, dtype=bool)
+        cols[..., chosen] = True
+        init = _fresh_initializer(layer.kernel_initializer)
+        fresh = _keras().ops.convert_to_numpy(
+            init(tuple(kernel.shape), dtype=kernel.dtype)
+        )
+        edits.append((kernel, cols, fresh))
+        if bias is not None:
+            bias_mask = np.zeros(bias.shape, dtype=bool)
+            bias_mask[chosen] = True
+            edits.append((bias, bias_mask, None))
+    kernel, _ = _kernel_and_bias(down)
+    rows = np.zeros(kernel.shape, dtype=bool)
+    rows[chosen] = True
+    edits.append((kernel, rows, None))
+    slots = _check_optimizer(optimizer, [var for var, _, _ in edits])
     for var, new in _new_values(edits, slots):
         var.assign(new)
     return chosen
