@@ -10,7 +10,7 @@ import torch
 
 from tb_deadneurons.analysis import classify
 from tb_deadneurons.format import checks, metadata, summary
-from tb_deadneurons.format.events import EventWriter
+from tb_deadneurons.format.events import BackgroundWriter
 from tb_deadneurons.torch import modules as modules_lib
 from tb_deadneurons.torch import probe as probe_lib
 from tb_deadneurons.torch import revive as revive_lib
@@ -140,7 +140,7 @@ class DeadNeuronMonitor:
             loss_fn=loss_fn,
             epsilon=self.epsilon,
         )
-        self._writer = EventWriter(log_dir)
+        self._writer = BackgroundWriter(log_dir)  # writes off the training thread
         self.log_dir = log_dir
         self._snapshot(None)
 
