@@ -12,10 +12,14 @@ the seed MLP (784 -> 64 ReLU -> 10 softmax, 60,000 synthetic samples, batch
 - start-up: seconds inside ``on_train_begin`` of the first fit (probe set-up:
   one eager forward, the one trace of the compiled pass on tf/jax, and the
   step-0 snapshot) and of a second fit (nothing to set up);
-- snapshot cost: one probe pass (forward, statistics, encoding) of a keras-hub
-  GPT-2 backbone (2 layers, hidden 256, FFN 1024, batch 8 x 128 tokens) per
-  watched unit, and of ResNet50 at 32x32 (batch 16), each next to the
-  model's own forward on the same batch.
+- whole training: an epoch of the small CNN (12,000 samples, batch 32) with
+  the callback at defaults over one without, the order alternating;
+- the floor: one probe pass (forward, statistics, encoding) over the
+  compiled forward of the same batch (``predict_on_batch``: a tf.function,
+  a jitted call, torch under no_grad), interleaved rounds, min / median, on
+  the small CNN (probe 256), EfficientNetB0 (64x64, ``weights=None``, probe
+  32), ResNet50 (32x32, probe 16) and a keras-hub GPT-2 backbone (2 layers,
+  hidden 256, FFN 1024, probe 8 x 128 tokens).
 
 ``--tf-op``: the older TensorFlow-only comparison (fit with
 ``keras.callbacks.TensorBoard(histogram_freq=1)``, and a custom
@@ -23,6 +27,7 @@ the seed MLP (784 -> 64 ReLU -> 10 softmax, 60,000 synthetic samples, batch
 every step) plus on-disk bytes per unit per snapshot.
 
     python benchmarks/overhead.py [--reps 2] [--backends tensorflow jax torch]
+        [--floor-only]
     python benchmarks/overhead.py --tf-op [--reps 3] [--cnn-samples 12000]
 """
 
@@ -348,18 +353,8 @@ def callback_overhead(x, y, reps, tmp) -> dict:
     return out
 
 
-def _per_call(fn, reps=3) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def snapshot_costs() -> dict:
-    """Seconds of one probe pass vs. the model's forward, GPT-2 and ResNet50."""
+def _floor_models() -> dict:
+    """name -> (model, probe batch): the issue-18 table's models."""
     import keras_hub
 
     rng = np.random.default_rng(0)
@@ -375,44 +370,90 @@ def snapshot_costs() -> dict:
         "token_ids": rng.integers(1, 1000, (8, 128)),
         "padding_mask": np.ones((8, 128), bool),
     }
-    resnet = keras.applications.ResNet50(
-        weights=None, input_shape=(32, 32, 3), classes=10
-    )
-    images = rng.random((16, 32, 32, 3), dtype=np.float32)
+
+    def images(n, side):
+        return rng.random((n, side, side, 3), dtype=np.float32)
+
+    return {
+        "small CNN, probe 256": (compiled(cnn), data(256, (28, 28, 1))[0]),
+        "EfficientNetB0 64x64, probe 32": (
+            keras.applications.EfficientNetB0(
+                weights=None, input_shape=(64, 64, 3), classes=10
+            ),
+            images(32, 64),
+        ),
+        "ResNet50 32x32, probe 16": (
+            keras.applications.ResNet50(
+                weights=None, input_shape=(32, 32, 3), classes=10
+            ),
+            images(16, 32),
+        ),
+        "GPT-2 tiny (2 x 256), probe 8 x 128": (gpt2, tokens),
+    }
+
+
+def floor_costs(reps: int) -> dict:
+    """Per model: min and median over interleaved rounds of one probe pass
+    (forward, statistics, encoding) / ``predict_on_batch`` of the same batch
+    (the compiled forward: a tf.function, a jitted call, torch no_grad)."""
     out = {}
-    for name, model, x in (("gpt2", gpt2, tokens), ("resnet50", resnet, images)):
+    for name, (model, x) in _floor_models().items():
         p = probe.Probe(model, x)
-        units = sum(int(s[-1]) for s in p._shapes.values())
-        xt = keras.tree.map_structure(keras.ops.convert_to_tensor, x)
-        forward = _per_call(
-            lambda m=model, xt=xt: keras.tree.map_structure(
-                keras.ops.convert_to_numpy, m(xt, training=False)
-            )
-        )
-        snapshot = _per_call(p)
+        variants = {"forward": lambda m=model, x=x: m.predict_on_batch(x), "probe": p}
+        for fn in variants.values():
+            fn()  # traces and warm-up
+        rounds = []
+        for r in range(reps):
+            order = list(variants)[r % 2 :] + list(variants)[: r % 2]
+            times = {}
+            for v in order:
+                start = time.perf_counter()
+                variants[v]()
+                times[v] = time.perf_counter() - start
+            rounds.append(times)
         out[name] = {
             "layers": len(p.watched),
-            "units": units,
-            "snapshot_s": snapshot,
-            "forward_s": forward,
-            "us_per_unit": 1e6 * snapshot / units,
+            # min over min: the least disturbed by a loaded machine
+            "min": min(t["probe"] for t in rounds) / min(t["forward"] for t in rounds),
+            "median": statistics.median(t["probe"] / t["forward"] for t in rounds),
         }
     return out
+
+
+def cnn_fit_ratio(reps: int, tmp) -> list[float]:
+    """Whole epoch of the small CNN (12,000 samples, batch 32) with the
+    callback at defaults / without, the order alternating per round."""
+    x, y = data(12000, (28, 28, 1))
+    model = compiled(cnn)
+    model.fit(x[:1920], y[:1920], batch_size=32, verbose=0)
+    ratios = []
+    for r in range(reps):
+        cb = tb_deadneurons.DeadNeuronCallback(tempfile.mkdtemp(dir=tmp), x[:256])
+        times = {}
+        for with_cb in (r % 2 == 0, r % 2 == 1):
+            start = time.perf_counter()
+            model.fit(x, y, batch_size=32, verbose=0, callbacks=[cb] if with_cb else [])
+            times[with_cb] = time.perf_counter() - start
+        ratios.append(times[True] / times[False])
+    return ratios
 
 
 def child(args) -> None:
     tmp = tempfile.mkdtemp(prefix="overhead-")
     x, y = data(60000, (784,))
     result = {"backend": keras.backend.backend()}
-    result.update(callback_overhead(x, y, args.reps, tmp))
-    result["snapshot"] = snapshot_costs()
+    if not args.floor_only:
+        result.update(callback_overhead(x, y, args.reps, tmp))
+        result["cnn_fit_ratio"] = cnn_fit_ratio(args.reps, tmp)
+    result["floor"] = floor_costs(max(3, args.reps))
     print(json.dumps(result))
 
 
 def backends(args) -> None:
     for backend in args.backends:
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", "--reps", str(args.reps)],
+            [sys.executable, __file__, "--child", "--reps", str(args.reps)]
+            + (["--floor-only"] if args.floor_only else []),
             env={**os.environ, "KERAS_BACKEND": backend},
             capture_output=True,
             text=True,
@@ -421,30 +462,38 @@ def backends(args) -> None:
             print(f"\n{backend}: failed\n{proc.stderr[-2000:]}")
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"\n{r['backend']}: seed MLP, 60,000 samples, batch 32, defaults")
-        for grads, ratios in r["steady"].items():
+        if not args.floor_only:
+            _print_training(r)
+        print(f"\n{r['backend']}: probe pass / predict_on_batch (min / median):")
+        for name, f in r["floor"].items():
             print(
-                f"  steady, gradients={grads:5s}: epoch / (epoch - our hooks) = "
-                + ", ".join(f"{v:.4f}x" for v in ratios)
+                f"    {name:38s} {f['min']:5.2f} / {f['median']:5.2f}"
+                f"  ({f['layers']} layers)"
             )
-        for grads, ratios in r["fit_ratio"].items():
-            print(
-                f"  epoch with / without the callback, gradients={grads:5s}: "
-                + ", ".join(f"{v:.3f}x" for v in ratios)
-            )
+
+
+def _print_training(r: dict) -> None:
+    print(f"\n{r['backend']}: seed MLP, 60,000 samples, batch 32, defaults")
+    for grads, ratios in r["steady"].items():
         print(
-            "  start-up (on_train_begin): first fit "
-            + ", ".join(f"{v:.3f} s" for v in r["startup_first_fit"])
-            + "; second fit "
-            + ", ".join(f"{v:.3f} s" for v in r["startup_second_fit"])
+            f"  steady, gradients={grads:5s}: epoch / (epoch - our hooks) = "
+            + ", ".join(f"{v:.4f}x" for v in ratios)
         )
-        for name, s in r["snapshot"].items():
-            print(
-                f"  snapshot {name}: {s['layers']} layers, {s['units']} units: "
-                f"{s['snapshot_s'] * 1e3:.1f} ms = {s['us_per_unit']:.1f} us/unit; "
-                f"the model's own forward {s['forward_s'] * 1e3:.1f} ms "
-                f"({s['snapshot_s'] / s['forward_s']:.2f}x)"
-            )
+    for grads, ratios in r["fit_ratio"].items():
+        print(
+            f"  epoch with / without the callback, gradients={grads:5s}: "
+            + ", ".join(f"{v:.3f}x" for v in ratios)
+        )
+    print(
+        "  start-up (on_train_begin): first fit "
+        + ", ".join(f"{v:.3f} s" for v in r["startup_first_fit"])
+        + "; second fit "
+        + ", ".join(f"{v:.3f} s" for v in r["startup_second_fit"])
+    )
+    print(
+        "  small CNN epoch with / without the callback (defaults): "
+        + ", ".join(f"{v:.3f}x" for v in r["cnn_fit_ratio"])
+    )
 
 
 def main():
@@ -454,6 +503,7 @@ def main():
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
     parser.add_argument("--tf-op", action="store_true")
     parser.add_argument("--child", action="store_true")
+    parser.add_argument("--floor-only", action="store_true")
     args = parser.parse_args()
     if args.child:
         child(args)

@@ -411,8 +411,9 @@ class Reader:
                     result.setdefault(r, {})[tag] = layer
         return result, warnings
 
-    def series(self, run: str, tag: str) -> Series:
-        """The snapshots of one layer.
+    def series(self, run: str, tag: str, downsample: int | None = None) -> Series:
+        """The snapshots of one layer (``downsample``: how many at most, the
+        newest always among them; the reader's own number by default).
 
         Raises:
           tensorboard.errors.NotFoundError: no such run/tag snapshot series,
@@ -435,7 +436,7 @@ class Reader:
             self._ctx,
             experiment_id=self.experiment_id,
             plugin_name=metadata.PLUGIN_NAME,
-            downsample=self._downsample,
+            downsample=self._downsample if downsample is None else downsample,
             run_tag_filter=provider_lib.RunTagFilter(runs=[run], tags=[tag]),
         )
         series = decode_series(run, tag, meta, data.get(run, {}).get(tag, []))

@@ -78,18 +78,24 @@ def classified(rd: reader.Reader, run: str, tag: str, query: Query):
 
 
 class RunsCache:
-    """Per-layer ``./runs`` entries, keyed by what changes when data arrives."""
+    """``./runs`` entries per run, kept across requests.
+
+    A run's key is its listing -- every tag with its newest step and wall
+    time -- so a run that changes (a new snapshot, a restart, a new layer)
+    is read again and the others are answered from memory.
+    """
 
     def __init__(self, size: int = RUNS_CACHE_SIZE):
         self._size, self._entries, self._lock = size, {}, threading.Lock()
 
-    def layer(self, rd: reader.Reader, run: str, tag: str, layer: reader.Layer):
-        """(the layer's ``./runs`` entry, its warnings)."""
-        key = (rd.experiment_id, run, tag, layer.max_step, layer.max_wall_time)
+    def run(self, rd: reader.Reader, run: str, layers: dict):
+        """(the run's ``./runs`` layer entries, their warnings)."""
+        listing = tuple((t, la.max_step, la.max_wall_time) for t, la in layers.items())
+        key = (rd.experiment_id, run, listing)
         with self._lock:
             if key in self._entries:
                 return self._entries[key]
-        entry = _layer_entry(rd.series(run, tag), layer)
+        entry = _run_entries(rd, run, layers)
         with self._lock:
             if len(self._entries) >= self._size:
                 self._entries.clear()
@@ -97,12 +103,39 @@ class RunsCache:
         return entry
 
 
-def _layer_entry(series: reader.Series, layer: reader.Layer):
+def _run_entries(rd: reader.Reader, run: str, layers: dict):
+    """Every layer's entry from one layer's steps and each one's newest
+    snapshot.
+
+    Writers snapshot all their layers at the same steps, so the first layer
+    with a readable snapshot is read in full (its steps after the restart
+    rule give ``snapshots`` and ``first_step``) and every other layer only
+    its newest snapshot (``dead_count_now``). A layer whose newest step is
+    not the reference's (another writer, another period) is read in full.
+    """
+    entries, warnings, reference = [], [], None
+    for tag, layer in layers.items():
+        series = None if reference is None else rd.series(run, tag, downsample=1)
+        steps = reference
+        if series is None or not _ends_at(series, reference):
+            series = rd.series(run, tag)
+            steps = series.steps
+            if reference is None and len(steps):
+                reference = steps
+        entries.append(_layer_entry(series, layer, steps))
+        warnings += series.warnings
+    return entries, warnings
+
+
+def _ends_at(series: reader.Series, steps) -> bool:
+    return bool(len(series.steps)) and int(series.steps[-1]) == int(steps[-1])
+
+
+def _layer_entry(series: reader.Series, layer: reader.Layer, steps):
     # Only the last snapshot decides the count: classify just that one.
     last = _last_snapshot(series)
     dead = len(reader.classify_series(last).result.dead_now)
-    steps = series.steps
-    entry = {
+    return {
         "tag": series.tag,
         "units": series.units,
         "snapshots": len(steps),
@@ -113,7 +146,6 @@ def _layer_entry(series: reader.Series, layer: reader.Layer):
         "layer_class": layer.meta.layer_class,
         "activation": layer.meta.activation,
     }
-    return entry, series.warnings
 
 
 def _last_snapshot(series: reader.Series) -> reader.Series:
@@ -128,12 +160,9 @@ def runs_impl(rd: reader.Reader, cache: RunsCache, file_warnings=()) -> dict:
     layers, warnings = rd.layers()
     runs = []
     for run, tags in layers.items():
-        entries = []
-        for tag, layer in tags.items():
-            entry, w = cache.layer(rd, run, tag, layer)
-            entries.append(entry)
-            warnings += w
+        entries, w = cache.run(rd, run, tags)
         runs.append({"run": run, "layers": entries})
+        warnings += w
     warnings += file_warnings
     return {"runs": runs, "warnings": list(dict.fromkeys(warnings))}
 

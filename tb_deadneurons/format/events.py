@@ -5,13 +5,18 @@ torch backends, the PyTorch monitor, notebooks) goes through ``EventWriter``:
 TensorBoard's own ``EventFileWriter`` and the numpy side of the format
 (``metadata``, ``codec``). Like the TF op, it stores a series' metadata in
 its first event only (TensorBoard keeps that one and ignores the rest).
+``BackgroundWriter`` is the same writer with its writes on a thread, for a
+training loop that should not wait for the disk.
 """
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
+import queue
 import socket
+import threading
 import time
 
 import numpy as np
@@ -124,3 +129,125 @@ class EventWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# Calls a BackgroundWriter queues before the caller waits for the thread.
+DEFAULT_MAX_PENDING = 256
+
+
+class BackgroundWriter:
+    """``EventWriter``'s interface; the writes run on one background thread.
+
+    Each call returns once it is queued. The queue holds ``max_pending``
+    calls: a caller that outpaces the disk waits for room, so nothing is
+    ever dropped. Writes happen in call order. ``flush()`` queues a flush;
+    ``wait()`` blocks until every queued call is done; ``close()`` drains
+    the queue, closes the file and joins the thread (also run at
+    interpreter exit for a writer never closed). A write that failed on the
+    thread is raised, once, by the next call, ``wait()`` or ``close()``.
+    Snapshot codes are copied and summaries are copied when queued, so the
+    caller may reuse its buffers.
+
+    Raises:
+      ValueError: a bad ``run_dir`` or ``max_pending`` (at once), or a call
+        after ``close()``.
+    """
+
+    def __init__(
+        self,
+        run_dir,
+        filename_suffix: str = "",
+        *,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ):
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int):
+            raise ValueError(f"max_pending must be an int >= 1; got {max_pending!r}")
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be an int >= 1; got {max_pending!r}")
+        writer = EventWriter(run_dir, filename_suffix)
+        self.run_dir = writer.run_dir
+        self._queue: queue.Queue = queue.Queue(max_pending)
+        self._errors: list[BaseException] = []
+        # The thread and the exit hook hold the queue, never self, so an
+        # unreferenced writer can still be collected.
+        self._thread = threading.Thread(
+            target=_drain, args=(self._queue, writer, self._errors), daemon=True
+        )
+        self._thread.name = f"deadneurons-writer:{self.run_dir}"
+        self._thread.start()
+        self._exit_hook = _exit_hook(self._queue, self._thread)
+        atexit.register(self._exit_hook)
+
+    def add_summary(self, summ: summary_pb2.Summary, step: int) -> None:
+        """Queues ``EventWriter.add_summary`` of a copy of ``summ``."""
+        copied = summary_pb2.Summary()
+        copied.CopyFrom(summ)
+        self._put("add_summary", copied, int(step))
+
+    def snapshot(self, tag: str, codes: np.ndarray, step: int, **layer_info) -> None:
+        """Queues ``EventWriter.snapshot`` of a copy of ``codes``."""
+        self._put("snapshot", tag, np.array(codes, np.uint8), int(step), **layer_info)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        """Queues ``EventWriter.scalar``."""
+        self._put("scalar", tag, float(value), int(step))
+
+    def flush(self) -> None:
+        """Queues a flush of everything queued so far (does not wait)."""
+        self._put("flush")
+
+    def wait(self) -> None:
+        """Blocks until every queued call is written; raises a failed one."""
+        self._queue.join()
+        self._raise_error()
+
+    def close(self) -> None:
+        """Writes everything queued, closes the file; raises a failed write."""
+        if self._exit_hook is not None:
+            atexit.unregister(self._exit_hook)
+            self._exit_hook()
+            self._exit_hook = None
+        self._raise_error()
+
+    def __enter__(self) -> BackgroundWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _put(self, method: str, *args, **kwargs) -> None:
+        self._raise_error()
+        if self._exit_hook is None:
+            raise ValueError(f"BackgroundWriter.{method}() called after close()")
+        self._queue.put((method, args, kwargs))
+
+    def _raise_error(self) -> None:
+        if self._errors:
+            raise self._errors.pop(0)
+
+
+def _drain(pending: queue.Queue, writer: EventWriter, errors: list) -> None:
+    """The writer thread: runs queued calls until the ``None`` sentinel."""
+    while True:
+        item = pending.get()
+        try:
+            if item is None:
+                writer.close()
+                return
+            method, args, kwargs = item
+            getattr(writer, method)(*args, **kwargs)
+        except Exception as e:  # surfaced by the caller's next call
+            errors.append(e)
+        finally:
+            pending.task_done()
+
+
+def _exit_hook(pending: queue.Queue, thread: threading.Thread):
+    """Queues the sentinel and joins the thread (once)."""
+
+    def close() -> None:
+        if thread.is_alive():
+            pending.put(None)
+            thread.join()
+
+    return close

@@ -324,7 +324,18 @@ def _compile_jax(probe):
     return lambda: compiled([v.value for v in variables])
 
 
-_COMPILE = {"tensorflow": _compile_tensorflow, "jax": _compile_jax}
+def _no_grad_torch(probe):
+    import torch
+
+    # Eager torch records a graph nobody reads unless dL/da is asked for.
+    return probe._pass if probe._grad_fn else torch.no_grad()(probe._pass)
+
+
+_COMPILE = {
+    "tensorflow": _compile_tensorflow,
+    "jax": _compile_jax,
+    "torch": _no_grad_torch,
+}
 
 
 # -- dL/da per backend: the loss's gradient at zero offsets added to the

@@ -78,6 +78,11 @@ def _per_unit_stats_tf(tf, x, epsilon: float) -> dict:
     matrix-vector products and a one-pass variance shifted by the first row,
     which is exact (0) for constant units. A non-finite value anywhere makes
     ``sum |x|`` non-finite and selects the masked path.
+
+    Fusing further measured slower on CPU (TF 2.21, [173056, 16] and
+    [32768, 64]): ``jit_compile=True`` 2-4x, one matvec over the four
+    columns concatenated 1.5-2x, ``reduce_sum`` 1.5-1.7x, and reducing a
+    channels-first tensor over its axes without the transpose 1.2-3x.
     """
     absx = tf.abs(x)
     sum_abs = _column_sums(tf, absx)

@@ -10,14 +10,14 @@ import torch
 
 from tb_deadneurons.analysis import classify
 from tb_deadneurons.format import checks, metadata, summary
-from tb_deadneurons.format.events import EventWriter
+from tb_deadneurons.format.events import BackgroundWriter
 from tb_deadneurons.torch import modules as modules_lib
 from tb_deadneurons.torch import probe as probe_lib
 from tb_deadneurons.torch import revive as revive_lib
 from tb_deadneurons.torch import stats
 
-# As the Keras callback's default: a probe of a few hundred samples every 100
-# steps costs about 1 % of training time (benchmarks/torch_overhead.py).
+# As the Keras callback's default: a 256-sample probe every 100 steps measured
+# 1.02x whole training (median) on the seed MLP; docs/scale.md has the table.
 DEFAULT_EVERY_N_STEPS = 100
 _NONFINITE_ROW = metadata.BASE_STATS.index(metadata.NONFINITE)
 
@@ -148,7 +148,7 @@ class DeadNeuronMonitor:
             epsilon=self.epsilon,
             unit_axis=unit_axis,
         )
-        self._writer = EventWriter(log_dir)
+        self._writer = BackgroundWriter(log_dir)  # writes off the training thread
         self.log_dir = log_dir
         self._snapshot(None)
 

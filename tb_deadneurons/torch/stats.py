@@ -1,28 +1,67 @@
 """Per-unit statistics of a module's output, reduced on the module's device.
 
-The torch twin of ``tb_deadneurons.stats._per_unit_stats_np``: the same rows,
-the same float32 arithmetic (finite values only, two-pass std), so that the
-codes ``encode`` gives match ``stats.snapshot_np`` on the same data (a test
-pins them). Everything up to ``encode`` stays on the device; the caller moves
-all modules' rows to the host in one transfer.
+The torch twin of ``format.stats._per_unit_stats_np``: the same rows, in
+float32, from the finite values only, so that the codes ``encode`` gives
+match ``format.stats.snapshot_np`` on the same data (a test pins them on
+random data with NaN/Inf, channels-first and -last, bf16/fp16). The
+reductions run over every axis but the unit axis of the tensor as it lies
+(no transposing copy), under ``no_grad``, and share what they can:
+``sum |x|``, ``max |x|`` and the active count read one ``|x|`` temporary
+(none for a non-negative output, ReLU family, where ``|x| = x`` and
+``mean_abs = mean``), and no bool tensor is reduced (slow on CPU).
+Everything up to ``encode`` stays on the device; the caller moves all
+modules' rows to the host in one transfer.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 
 from tb_deadneurons.format import codec, metadata
 
+# Recorded activation names (``modules.ACTIVATIONS``'s values) whose output
+# is never negative: ``unit_stats(..., nonnegative=True)`` holds for them.
+NONNEGATIVE_ACTIVATIONS = frozenset(
+    {"relu", "relu6", "sigmoid", "hard_sigmoid", "softplus"}
+)
+
+
+def is_nonnegative(activation: str) -> bool:
+    """Whether an output of the recorded ``activation`` is never below 0."""
+    return activation in NONNEGATIVE_ACTIVATIONS
+
 
 def units_last(x: torch.Tensor, unit_axis: int) -> torch.Tensor:
-    """``x`` as float32 ``[positions, units]`` (every other axis flattened)."""
+    """``x`` as float32 ``[positions, units]`` (every other axis flattened).
+
+    A copy for a unit axis that is not last; the statistics below do not use
+    it (kept for callers that want the flattened view).
+    """
     x = torch.movedim(x.detach(), unit_axis, -1)
     return x.reshape(-1, x.shape[-1]).float()
 
 
+def _prepared(x: torch.Tensor, unit_axis: int):
+    """float32 ``x`` (no copy if it is one), the reduced dims, positions."""
+    x = x.detach()
+    if x.dtype != torch.float32:
+        x = x.float()
+    axis = unit_axis % x.dim()
+    dims = tuple(d for d in range(x.dim()) if d != axis)
+    return x, dims, math.prod(x.shape[d] for d in dims)
+
+
+@torch.no_grad()
 def unit_stats(
-    x: torch.Tensor, epsilon: float, unit_axis: int, masked: bool = True
+    x: torch.Tensor,
+    epsilon: float,
+    unit_axis: int,
+    masked: bool = True,
+    *,
+    nonnegative: bool = False,
 ) -> torch.Tensor:
     """float32 ``[len(metadata.BASE_STATS), units]`` rows of ``x``, on its device.
 
@@ -30,58 +69,86 @@ def unit_stats(
     ``nonfinite`` row is then 1 for a unit with any non-finite value (its
     other rows are garbage) and 0 otherwise, so the caller can recompute
     those with ``masked=True`` once the rows are on the host.
+    ``nonnegative=True`` is the caller's promise that no finite value of
+    ``x`` is below 0 (a ReLU-family output): the unmasked path then reads
+    ``x`` four times instead of six and makes no ``|x|`` temporary.
     """
-    x = units_last(x, unit_axis)
-    if not masked:
-        return _unmasked(x, epsilon)
-    finite = torch.isfinite(x)
-    x0 = torch.where(finite, x, 0.0)
-    count = finite.sum(0, dtype=torch.float32)
-    denom = count.clamp_min(1.0)
-    absx = x0.abs()
-    mean = x0.sum(0) / denom
-    centred = torch.where(finite, x0 - mean, 0.0)
+    x, dims, n = _prepared(x, unit_axis)
+    if masked:
+        return _masked(x, dims, n, epsilon)
+    return _unmasked(x, dims, n, epsilon, nonnegative)
+
+
+def _active_count(absx: torch.Tensor, dims, epsilon: float) -> torch.Tensor:
+    """Per unit, how many of the (finite) ``absx`` values are above epsilon.
+
+    ``sign`` and ``sum`` instead of ``(absx > eps).sum()``: comparisons make
+    bool tensors, which torch reduces several times slower on CPU. For finite
+    float32 values ``a - eps > 0`` exactly when ``a > eps``.
+    """
+    if epsilon:
+        absx = absx - epsilon
+    return torch.sign(absx).clamp_min_(0).sum(dims)
+
+
+def _unmasked(x, dims, n: int, epsilon: float, nonnegative: bool) -> torch.Tensor:
+    denom = float(max(n, 1))
+    total = x.sum(dims, keepdim=True)
+    mean = total / denom
+    absx = x if nonnegative else x.abs()
+    zeros = torch.zeros_like(mean)
     rows = {
-        metadata.ACTIVE_FRACTION: (finite & (absx > epsilon)).sum(
-            0, dtype=torch.float32
-        )
+        metadata.ACTIVE_FRACTION: _active_count(absx, dims, epsilon).reshape(mean.shape)
         / denom,
-        metadata.MEAN_ABS: absx.sum(0) / denom,
+        metadata.MEAN_ABS: mean
+        if nonnegative
+        else absx.sum(dims, keepdim=True) / denom,
         metadata.MEAN: mean,
-        metadata.STD: torch.sqrt((centred * centred).sum(0) / denom),
-        metadata.MAX_ABS: absx.amax(0) if x.shape[0] else torch.zeros_like(count),
-        metadata.COUNT: count,
-        metadata.NONFINITE: x.shape[0] - count,
-    }
-    return torch.stack([rows[name] for name in metadata.BASE_STATS])
-
-
-def _unmasked(x: torch.Tensor, epsilon: float) -> torch.Tensor:
-    n = x.shape[0]
-    total = x.sum(0)
-    mean = total / max(n, 1)
-    absx = x.abs()
-    centred = x - mean
-    rows = {
-        metadata.ACTIVE_FRACTION: (absx > epsilon).sum(0, dtype=torch.float32)
-        / max(n, 1),
-        metadata.MEAN_ABS: absx.sum(0) / max(n, 1),
-        metadata.MEAN: mean,
-        metadata.STD: torch.sqrt((centred * centred).sum(0) / max(n, 1)),
-        metadata.MAX_ABS: absx.amax(0) if n else torch.zeros_like(total),
-        metadata.COUNT: torch.full_like(total, n),
-        # A NaN/Inf anywhere in a column makes its sum non-finite.
+        # Two passes, as numpy's twin: exact 0 for a unit that is constant.
+        metadata.STD: torch.sqrt((x - mean).square_().sum(dims, keepdim=True) / denom),
+        metadata.MAX_ABS: absx.amax(dims, keepdim=True) if n else zeros,
+        metadata.COUNT: torch.full_like(mean, n),
+        # A NaN/Inf anywhere in a column makes its sum NaN/Inf.
         metadata.NONFINITE: (~torch.isfinite(total)).float(),
     }
-    return torch.stack([rows[name] for name in metadata.BASE_STATS])
+    return torch.stack([rows[name].reshape(-1) for name in metadata.BASE_STATS])
 
 
+def _masked(x: torch.Tensor, dims, n: int, epsilon: float) -> torch.Tensor:
+    """The finite values' statistics, as ``_per_unit_stats_np`` computes them."""
+    finite = torch.isfinite(x)
+    x0 = torch.where(finite, x, 0.0)
+    count = finite.sum(dims, dtype=torch.float32, keepdim=True)
+    denom = count.clamp_min(1.0)
+    absx = x0.abs()
+    mean = x0.sum(dims, keepdim=True) / denom
+    centred = torch.where(finite, x0 - mean, 0.0)
+    max_abs = absx.amax(dims, keepdim=True) if n else torch.zeros_like(count)
+    rows = {
+        metadata.ACTIVE_FRACTION: (finite & (absx > epsilon)).sum(
+            dims, dtype=torch.float32, keepdim=True
+        )
+        / denom,
+        metadata.MEAN_ABS: absx.sum(dims, keepdim=True) / denom,
+        metadata.MEAN: mean,
+        metadata.STD: torch.sqrt((centred * centred).sum(dims, keepdim=True) / denom),
+        metadata.MAX_ABS: max_abs,
+        metadata.COUNT: count,
+        metadata.NONFINITE: n - count,
+    }
+    return torch.stack([rows[name].reshape(-1) for name in metadata.BASE_STATS])
+
+
+@torch.no_grad()
 def grad_mean_abs(g: torch.Tensor, unit_axis: int) -> torch.Tensor:
     """float32 ``[1, units]``: mean |g| over the finite values per unit."""
-    g = units_last(g, unit_axis)
+    g, dims, n = _prepared(g, unit_axis)
+    total = g.abs().sum(dims)
+    if bool(torch.isfinite(total).all()):
+        return (total / float(max(n, 1)))[None]
     finite = torch.isfinite(g)
-    total = torch.where(finite, g.abs(), 0.0).sum(0)
-    return (total / finite.sum(0, dtype=torch.float32).clamp_min(1.0))[None]
+    total = torch.where(finite, g.abs(), 0.0).sum(dims)
+    return (total / finite.sum(dims, dtype=torch.float32).clamp_min(1.0))[None]
 
 
 def _groups(with_gradients: bool) -> list[tuple[list[int], object]]:
