@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from tb_deadneurons.analysis import classify
+from tb_deadneurons.analysis import classify, progress
 from tb_deadneurons.format import checks, metadata, summary
 from tb_deadneurons.format.events import EventWriter
 from tb_deadneurons.torch import modules as modules_lib
@@ -56,6 +56,11 @@ class DeadNeuronMonitor:
       revive_tau: ReDo threshold for revival; 0 revives dead units only.
       optimizer: the optimizer whose state ``revive`` resets.
       start_step: the step of the first snapshot (when resuming).
+      scalars: also log per layer ``deadneurons/<tag>/dead_fraction`` and
+        ``.../dormant_fraction`` scalars (``analysis.progress``).
+      verbose: n >= 1 logs one line per layer at every n-th snapshot
+        (logger ``tb_deadneurons``, INFO); 0 is quiet.
+      alert_above: warn once per layer when its dead share exceeds this.
 
     Raises:
       ValueError: a bad argument, unknown modules, or a probe batch that
@@ -96,6 +101,9 @@ class DeadNeuronMonitor:
         revive_tau: float = 0.0,
         optimizer: torch.optim.Optimizer | None = None,
         start_step: int = 0,
+        scalars: bool = False,
+        verbose: int = 0,
+        alert_above: float | None = None,
     ):
         if not isinstance(model, torch.nn.Module):
             raise ValueError(f"model must be a torch.nn.Module; got {model!r}")
@@ -113,6 +121,9 @@ class DeadNeuronMonitor:
         ):
             raise ValueError(f"start_step must be an integer >= 0; got {start_step!r}")
         self.gradients = bool(gradients)
+        self.progress = progress.Progress(
+            type(self).__name__, scalars, verbose, alert_above
+        )
         self.optimizer = optimizer
         self.model = modules_lib.unwrap(model)
         x, y = _split(probe_data, _device(self.model))
@@ -215,6 +226,17 @@ class DeadNeuronMonitor:
                 activation=modules_lib.activation_name(module),
                 unit_axis=axis,
             )
+        activations = {
+            t: modules_lib.activation_name(m) for t, m, _, _ in self._probe.layout
+        }
+        self.progress.snapshot(
+            self._writer,
+            self._step,
+            self.last_snapshot,
+            self.gradients,
+            activations,
+            loss,
+        )
         if loss is not None and np.isfinite(float(loss)):
             self._writer.scalar(metadata.LOSS_TAG, float(loss), self._step)
         # Flushed at once so an interrupted run keeps every snapshot so far.
