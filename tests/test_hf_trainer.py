@@ -65,8 +65,11 @@ def _train(output_dir: str, report_to, **callback_kwargs):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("hf"))
-    trainer = _train(out, ["tensorboard"])
-    return out, trainer
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _train(out, ["tensorboard"], scalars=True, alert_above=0.02)
+    alerts = [str(w.message) for w in caught if "alert_above" in str(w.message)]
+    return out, alerts
 
 
 def _tags(layer: int) -> str:
@@ -107,6 +110,19 @@ def test_the_trainers_train_loss_is_the_loss_and_no_restart_is_warned(trained):
     assert loss.steps == list(range(1, MAX_STEPS + 1))
     # The callback writes no loss of its own next to the Trainer's.
     assert "deadneurons/loss" not in {t["tag"] for t in rd.scalar_tags(run)}
+
+
+def test_scalars_and_alerts_pass_through_to_the_monitor(trained):
+    from tbparse import SummaryReader
+
+    out, alerts = trained
+    frame = SummaryReader(os.path.join(out, "runs")).scalars
+    tag = f"deadneurons/{_tags(0)}/dead_fraction"
+    dead = frame[frame.tag == tag]
+    assert dead.step.tolist() == SNAPSHOT_STEPS
+    assert dead.value.tolist() == [3 / 128] * len(SNAPSHOT_STEPS)
+    # 3 of 128 units is above 2 %, 2 of 128 is not: one alert, layer 0's.
+    assert len(alerts) == 1 and repr(_tags(0)) in alerts[0]
 
 
 def test_without_tensorboard_reporting_it_warns_and_writes_its_own_run(tmp_path):
