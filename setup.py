@@ -40,6 +40,9 @@ REQUIRES = {
     # which can crash when imported into one process with TensorFlow.
     "torch-test": "torch==2.13.0",
     "lightning": "lightning>=2.2",
+    # The HF Trainer callback; the Trainer itself needs accelerate.
+    "transformers": "transformers>=4.40",
+    "accelerate": "accelerate>=1.1.0",
     # Keras 3.10 is the oldest that TensorFlow 2.20 (the bottom of TF_RANGE)
     # accepts, and what the callback is tested with on jax and torch.
     "keras": "keras>=3.10",
@@ -82,6 +85,7 @@ setup(
         "demo": _req("tensorflow-cpu", "scikit-learn"),
         "torch": _req("torch"),
         "lightning": _req("torch", "lightning"),
+        "transformers": _req("torch", "transformers", "accelerate"),
         "jax": _req("keras", "jax"),
         "keras-torch": _req("keras", "torch"),
         "notebook": _req("pandas", "matplotlib"),
@@ -99,6 +103,7 @@ setup(
             # tests read our scalars and snapshots the way a user's tbparse does.
             "tbparse>=0.0.9",
             "transformers>=4.40",
+            "accelerate>=1.1.0",
             "pytest>=8",
             "playwright>=1.45",
             "werkzeug>=2",

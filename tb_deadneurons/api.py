@@ -121,6 +121,7 @@ def load(
     tau: float = classify.DEFAULT_TAU,
     definition: str = "dead",
     constant_std: float = classify.DEFAULT_CONSTANT_STD,
+    loss_tag: str | None = None,
 ) -> Logs:
     """Reads and classifies every snapshot series under ``logdir``.
 
@@ -130,7 +131,9 @@ def load(
     a warning with file and byte). Layers without a readable snapshot are
     left out, with a warning. ``tau``, ``definition`` and
     ``constant_std`` are ``classify.Thresholds``'; the epsilon is each
-    series' own.
+    series' own. The hints use the loss scalar ``loss_tag`` names (default:
+    the first of ``reader.LOSS_TAGS`` with float values; odd loss scalars
+    are skipped with a warning).
 
     Raises:
       ValueError: a bad threshold; ``definition="grad_dormant"`` where a
@@ -145,7 +148,8 @@ def load(
     warnings += more
     layers = {}
     for run_, tags in found.items():
-        loss = rd.loss(run_, downsample=reader.ALL_SAMPLES)
+        loss, w = rd.find_loss(run_, reader.ALL_SAMPLES, loss_tag)
+        warnings += w
         for tag in tags:
             layer, w = _layer(rd, run_, tag, loss, (tau, definition, constant_std))
             warnings += w

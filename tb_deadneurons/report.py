@@ -78,6 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="T",
         help=f"ReDo dormancy threshold (default {classify.DEFAULT_TAU})",
     )
+    parser.add_argument(
+        "--loss-tag",
+        metavar="TAG",
+        help="the scalar the hints use as the loss (default: the first of "
+        + ", ".join(t for t, _, _ in reader.LOSS_TAGS)
+        + ")",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument(
         "--fail-above",
@@ -247,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     if "://" not in args.logdir:
         reader.without_tensorflow()  # local files: no need to import it
     try:
-        logs = api.load(args.logdir, args.run_name, args.tau)
+        logs = api.load(args.logdir, args.run_name, args.tau, loss_tag=args.loss_tag)
     except Exception as e:  # noqa: BLE001 - any failure to read is "could not check"
         return _fail(f"cannot read {args.logdir!r}: {type(e).__name__}: {e}")
     if args.run_name is not None and args.run_name not in logs.layers:

@@ -96,6 +96,7 @@ def test_loss_without_a_loss_scalar_names_the_tags_it_looked_for(client):
         "step_unit": None,
         "steps": [],
         "values": [],
+        "warnings": [],
     }
     assert all(tag in message for tag, _, _ in reader.LOSS_TAGS)
 

@@ -12,14 +12,32 @@ from tests.test_damage import write_damaged
 from tests.test_plugin_routes import make_app, write_logs, write_more_logs
 from tests.test_restarts import write_restarts
 
-ROUTES = ("runs", "timeline", "unit", "loss", "index.js", "static/index.js")
-KEYS = ("run", "tag", "unit", "tau", "definition", "constant_std", "experiment")
+ROUTES = (
+    "runs",
+    "timeline",
+    "unit",
+    "loss",
+    "scalar_tags",
+    "index.js",
+    "static/index.js",
+)
+KEYS = (
+    "run",
+    "tag",
+    "unit",
+    "tau",
+    "definition",
+    "constant_std",
+    "experiment",
+    "loss_tag",
+)
 VALUES = (
     "",
     "planted/train",
     "odd",
     "newer",
     "dense",
+    "batch_loss",
     "tanh",
     "broken",
     "_revivals/dense",

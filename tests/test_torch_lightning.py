@@ -6,6 +6,7 @@ import lightning.pytorch as pl
 import torch
 from tensorboard.backend.event_processing import event_accumulator
 
+from tb_deadneurons.board import reader
 from tb_deadneurons.format import metadata
 from tb_deadneurons.torch.lightning import DeadNeuronCallback
 
@@ -20,6 +21,7 @@ class Net(pl.LightningModule):
         )
         with torch.no_grad():
             self.net[0].bias[DEAD] = -1e4
+        self.seen = {}
 
     def forward(self, x):
         return self.net(x)
@@ -28,6 +30,8 @@ class Net(pl.LightningModule):
         x, y = batch
         loss = torch.nn.functional.cross_entropy(self(x), y)
         self.log("train_loss", loss)
+        # The loss of the state after global_step optimizer steps.
+        self.seen[self.trainer.global_step] = float(loss.detach())
         return loss
 
     def configure_optimizers(self):
@@ -49,19 +53,27 @@ def test_callback_snapshots_land_in_the_loggers_run_on_its_steps(tmp_path):
         enable_model_summary=False,
         enable_checkpointing=False,
     )
-    trainer.fit(Net(), data)
+    net = Net()
+    trainer.fit(net, data)
     acc = event_accumulator.EventAccumulator(logger.log_dir)
     acc.Reload()
     snapshots = acc.Tensors("net.1")
     assert [e.step for e in snapshots] == [0, 3, 6, 8]
     active = [tensor_row(e, 0) for e in snapshots]
     assert all([u for u, a in enumerate(row) if a == 0] == DEAD for row in active)
-    ours = {e.step: e.value for e in acc.Scalars(metadata.LOSS_TAG)}
-    assert sorted(ours) == [3, 6, 8]
-    # Lightning logs the k-th batch's loss at step k - 1; we log it with the
-    # state after k optimizer steps, at step k.
+    # One loss curve, Lightning's: train_loss at step s is the loss of the
+    # state the snapshot at step s shows (no deadneurons/loss one step off).
+    assert metadata.LOSS_TAG not in acc.Tags()["scalars"]
     theirs = {e.step: e.value for e in acc.Scalars("train_loss")}
-    assert all(abs(ours[s] - theirs[s - 1]) < 1e-6 for s in ours)
+    assert sorted(theirs) == list(range(8))
+    assert all(abs(theirs[s] - net.seen[s]) < 1e-6 for s in theirs)
+    rd = reader.Reader(
+        reader.local_data_provider(logger.log_dir), "", downsample=reader.ALL_SAMPLES
+    )
+    loss = rd.loss(".")
+    assert loss.tag == "train_loss" and loss.step_unit == "batch"
+    snapshot_steps = [e.step for e in snapshots]
+    assert all(s in theirs for s in snapshot_steps[:-1])  # 8: after the last batch
 
 
 def tensor_row(event, row: int) -> list[int]:

@@ -2,8 +2,8 @@
 
 Routes (relative to ``data/plugin/deadneurons/``; JSON shapes in
 docs/routes.md): ``./runs``, ``./timeline``, ``./unit``, ``./loss``,
-``./index.js``, ``./static/*``. The routes here only parse the request;
-the bodies are ``routes.*_impl``. Everything is read through
+``./scalar_tags``, ``./index.js``, ``./static/*``. The routes here only
+parse the request; the bodies are ``routes.*_impl``. Everything is read through
 ``context.data_provider`` (works with ``--load_fast=false`` and with the Rust
 data server); ``./runs`` adds what ``records.Scanner`` finds in the event
 files under ``context.logdir`` (damage, restarts). Bad parameters raise
@@ -52,7 +52,7 @@ _CONTENT_TYPES = {
 }
 # Numbers and words, not names: runs and tags of any length are accepted.
 _MAX_VALUE = 1000
-_NAMES = ("run", "tag")
+_NAMES = ("run", "tag", "loss_tag")
 
 
 class DeadNeuronsLoader(base_plugin.TBLoader):
@@ -168,6 +168,7 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
             "/timeline": self._serve_timeline,
             "/unit": self._serve_unit,
             "/loss": self._serve_loss,
+            "/scalar_tags": self._serve_scalar_tags,
             "/index.js": self._serve_index,
             "/static/*": self._serve_static,
         }
@@ -202,8 +203,9 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
         query = query_from(request)
         rd = self._reader(request)
         view = view_from(request)
+        loss_tag = _param(request, "loss_tag", required=False)
         body = routes.timeline_impl(
-            rd, run, tag, query, self._loss_samples, view, self._timelines
+            rd, run, tag, query, self._loss_samples, view, self._timelines, loss_tag
         )
         data, body["matrix"]["data"] = body["matrix"]["data"], _RAW
         return _json(request, body, raw=data)
@@ -219,8 +221,15 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
     @wrappers.Request.application
     def _serve_loss(self, request):
         run = _param(request, "run")
-        body = routes.loss_impl(self._reader(request), run, self._loss_samples)
+        loss_tag = _param(request, "loss_tag", required=False)
+        rd = self._reader(request)
+        body = routes.loss_impl(rd, run, self._loss_samples, loss_tag)
         return _json(request, body)
+
+    @wrappers.Request.application
+    def _serve_scalar_tags(self, request):
+        run = _param(request, "run")
+        return _json(request, routes.scalar_tags_impl(self._reader(request), run))
 
     # --- static files -------------------------------------------------------
 

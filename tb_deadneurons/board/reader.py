@@ -16,7 +16,9 @@ directory) is read by TensorBoard's own rule, here and only here
 (``after_restarts``): a point at step s discards the earlier points at step
 >= s. The Rust data server applies it while loading; the Python loader does
 not (its purge keys on ``SessionLog.START``, which Keras and PyTorch never
-write), so without this rule the two loaders would disagree. What was set
+write), so without this rule the two loaders would disagree. A step that
+only repeats keeps its later point, as the data server does, and is not a
+restart: only a run whose steps go back (``goes_back``) is warned about. What was set
 aside is named by ``records.Scanner``, which reads the files themselves and
 so sees it under either loader.
 
@@ -50,13 +52,26 @@ _REVIVAL = plugin_data_pb2.DeadNeuronsPluginData.REVIVAL
 ALL_SAMPLES = 2**31 - 1
 # Warnings kept per series; the rest are counted in one closing line.
 MAX_WARNINGS = 20
-# Loss series searched, in order: (tag, step unit, source).
+# Loss series searched, in order: (tag, step unit, source). Our writers'
+# scalar first, then the framework's own on the batch axis (Keras, the HF
+# Trainer, Lightning, PyTorch's TensorBoard tutorial), then epoch and
+# unknown axes. docs/routes.md lists the same order.
 LOSS_TAGS = (
     (metadata.LOSS_TAG, "batch", "deadneurons"),
     ("batch_loss", "batch", "scalars"),
+    ("train/loss", "batch", "scalars"),
+    ("train_loss", "batch", "scalars"),
+    ("train_loss_step", "batch", "scalars"),
+    ("Loss/train", "batch", "scalars"),
+    ("loss/train", "batch", "scalars"),
+    ("training_loss", "batch", "scalars"),
     ("epoch_loss", "epoch", "scalars"),
+    ("train_loss_epoch", "epoch", "scalars"),
     ("loss", "unknown", "scalars"),
 )
+_LOSS_UNITS = {tag: unit for tag, unit, _ in LOSS_TAGS}
+# Scalars are listed under these plugins (ours first).
+_SCALAR_PLUGINS = (metadata.PLUGIN_NAME, "scalars")
 
 
 class _Stats(Mapping):
@@ -102,7 +117,12 @@ class Series:
 
 
 class LossSeries(NamedTuple):
-    """A run's loss as read: which tag, on which step axis, and its points."""
+    """A run's loss as read: which tag, on which step axis, and its points.
+
+    ``step_unit`` is "batch" (the snapshots' step axis, which hints use),
+    "epoch" or "unknown"; a tag the user chose that ``LOSS_TAGS`` does not
+    name is taken to be on the snapshots' axis ("batch").
+    """
 
     tag: str
     step_unit: str  # "batch", "epoch" or "unknown"
@@ -124,7 +144,9 @@ def after_restarts(steps) -> np.ndarray:
 
     A point is kept when its step is below the step of every later point: a
     point at step s preempts the earlier points at steps >= s (the data
-    server's reservoir rule; the Python loader's purge of orphaned data).
+    server's reservoir rule; the Python loader's purge of orphaned data). A
+    step that only repeats keeps its later point; it is no restart
+    (``goes_back``).
     """
     steps = np.asarray(steps, dtype=np.int64).reshape(-1)
     keep = np.ones(len(steps), dtype=bool)
@@ -132,6 +154,16 @@ def after_restarts(steps) -> np.ndarray:
         later_min = np.minimum.accumulate(steps[::-1])[::-1]
         keep[:-1] = steps[:-1] < later_min[1:]
     return keep
+
+
+def goes_back(steps) -> bool:
+    """Whether a series' steps (in file order) ever go back: a restart.
+
+    A step logged twice (the HF Trainer logs ``train/epoch`` twice at its
+    last step) is a repeat, not a restart.
+    """
+    steps = np.asarray(steps, dtype=np.int64).reshape(-1)
+    return bool((steps[1:] < steps[:-1]).any())
 
 
 def _kept(data: list) -> list:
@@ -460,33 +492,81 @@ class Reader:
                 result.append({"step": int(datum.step), "units": units.tolist()})
         return result
 
-    def loss(self, run: str, downsample: int = 1000):
-        """The run's loss (the first of ``LOSS_TAGS`` it has), or None."""
-        listings = {
+    def _scalar_listings(self, run: str) -> dict:
+        """{plugin: {tag: ScalarTimeSeries}} of ``run``'s scalars."""
+        return {
             plugin: self._provider.list_scalars(
                 self._ctx,
                 experiment_id=self.experiment_id,
                 plugin_name=plugin,
                 run_tag_filter=provider_lib.RunTagFilter(runs=[run]),
             ).get(run, {})
-            for plugin in (metadata.PLUGIN_NAME, "scalars")
+            for plugin in _SCALAR_PLUGINS
         }
-        for tag, unit, source in LOSS_TAGS:
-            for plugin, listing in listings.items():
-                if tag not in listing:
-                    continue
-                data = self._provider.read_scalars(
-                    self._ctx,
-                    experiment_id=self.experiment_id,
-                    plugin_name=plugin,
-                    downsample=downsample,
-                    run_tag_filter=provider_lib.RunTagFilter(runs=[run], tags=[tag]),
+
+    def scalar_tags(self, run: str) -> list[dict]:
+        """Every scalar tag of ``run``, sorted: ``[{"tag", "source",
+        "step_unit", "max_step"}]`` (``step_unit`` as ``LossSeries``')."""
+        out = {}
+        for plugin, listing in self._scalar_listings(run).items():
+            for tag, ts in listing.items():
+                out.setdefault(
+                    tag,
+                    {
+                        "tag": tag,
+                        "source": plugin,
+                        "step_unit": _LOSS_UNITS.get(tag, "batch"),
+                        "max_step": int(ts.max_step),
+                    },
                 )
-                points = _kept(data.get(run, {}).get(tag, []))
-                steps = [p.step for p in points]
-                values = [float(p.value) for p in points]
-                return LossSeries(tag, unit, source, steps, values)
-        return None
+        return [out[tag] for tag in sorted(out)]
+
+    def _read_loss(self, run: str, plugin: str, tag: str, downsample: int):
+        """(``LossSeries`` or None, warnings) of one scalar tag; a tag whose
+        values are not float scalars (a string, a ``[3]`` tensor) is None."""
+        try:
+            data = self._provider.read_scalars(
+                self._ctx,
+                experiment_id=self.experiment_id,
+                plugin_name=plugin,
+                downsample=downsample,
+                run_tag_filter=provider_lib.RunTagFilter(runs=[run], tags=[tag]),
+            )
+            points = _kept(data.get(run, {}).get(tag, []))
+            values = [float(p.value) for p in points]
+        except (ValueError, TypeError) as e:  # make_ndarray().item(), float()
+            return None, [f"{_where(run, tag)}: not a float scalar loss ({e}); skipped"]
+        unit = _LOSS_UNITS.get(tag, "batch")
+        source = metadata.PLUGIN_NAME if tag == metadata.LOSS_TAG else "scalars"
+        return LossSeries(tag, unit, source, [p.step for p in points], values), []
+
+    def find_loss(self, run: str, downsample: int = 1000, tag: str | None = None):
+        """(the run's loss or None, warnings).
+
+        ``tag`` None: the first of ``LOSS_TAGS`` the run has whose values
+        are float scalars (the others are skipped with a warning naming the
+        tag). ``tag`` given: that scalar tag (None with a warning when the
+        run has no such scalar or it is not a float scalar).
+        """
+        listings = self._scalar_listings(run)
+        wanted = [tag] if tag is not None else [t for t, _, _ in LOSS_TAGS]
+        warnings = []
+        for name in wanted:
+            for plugin, listing in listings.items():
+                if name not in listing:
+                    continue
+                found, w = self._read_loss(run, plugin, name, downsample)
+                warnings += w
+                if found is not None:
+                    return found, warnings
+                break  # an odd series: try the next tag, not the next plugin
+        if tag is not None and not any(tag in lst for lst in listings.values()):
+            warnings.append(f"run {run} has no scalar {tag}; no loss used")
+        return None, warnings
+
+    def loss(self, run: str, downsample: int = 1000, tag: str | None = None):
+        """The run's loss (``find_loss`` without its warnings), or None."""
+        return self.find_loss(run, downsample, tag)[0]
 
     def runs(self) -> list[str]:
         """Names of every run of the experiment, sorted.

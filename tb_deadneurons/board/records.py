@@ -252,6 +252,10 @@ def _damage_warnings(name: str, scan: FileScan, moved: bool) -> list[str]:
 
 
 def _restart_warning(run: str, steps: dict[str, list[int]]) -> str | None:
+    # A step logged twice is a repeat (the HF Trainer's last step), not a
+    # restart: only a run where some series goes back is warned about.
+    if not any(reader.goes_back(tag_steps) for tag_steps in steps.values()):
+        return None
     set_aside, low, high, tags = 0, None, None, 0
     for tag_steps in steps.values():
         keep = reader.after_restarts(tag_steps)

@@ -204,19 +204,22 @@ def timeline_impl(
     loss_samples: int,
     view: overview.View | None = None,
     cache: TimelineCache | None = None,
+    loss_tag: str | None = None,
 ) -> dict:
     """The ``./timeline`` body; ``matrix.data`` is the base64 cell matrix,
-    aggregated to ``view`` (``overview.matrix_json``; a bad view -> 400)."""
+    aggregated to ``view`` (``overview.matrix_json``; a bad view -> 400).
+    The hints use the loss ``loss_tag`` names (default: ``reader.LOSS_TAGS``
+    order); a tag the run lacks gives hints without a loss and a warning."""
 
     def compute():
-        return _timeline_layer(rd, run, tag, query, loss_samples)
+        return _timeline_layer(rd, run, tag, query, loss_samples, loss_tag)
 
     if cache is None:
         cells, body = compute()
     else:
         layer = rd.layers(run)[0].get(run, {}).get(tag)
         newest = (layer.max_step, layer.max_wall_time) if layer else None
-        key = (rd.experiment_id, run, tag, newest, query, loss_samples)
+        key = (rd.experiment_id, run, tag, newest, query, loss_samples, loss_tag)
         cells, body = cache.get(key, compute)
     try:
         matrix = overview.matrix_json(cells, CELL, view)
@@ -226,10 +229,11 @@ def timeline_impl(
     return {"matrix": matrix, **body}
 
 
-def _timeline_layer(rd, run, tag, query, loss_samples):
+def _timeline_layer(rd, run, tag, query, loss_samples, loss_tag=None):
     """(uint8 [units, steps] cell matrix, the body of ``./timeline`` but
     its ``matrix``) of one layer."""
     series, stats, result, warnings = classified(rd, run, tag, query)
+    loss, loss_warnings = rd.find_loss(run, loss_samples, loss_tag)
     score_now = result.score[-1] if len(result.steps) else [math.nan] * result.units
     return result.matrix(), {
         "run": run,
@@ -250,10 +254,9 @@ def _timeline_layer(rd, run, tag, query, loss_samples):
         "dormant_now": result.dormant_now,
         "grad_dormant_now": result.grad_dormant_now,
         "revivals": rd.revivals(run, tag),
-        "hints": classify.hints(
-            result, series.meta.activation, rd.loss(run, loss_samples)
-        ),
-        "warnings": warnings,
+        "hints": classify.hints(result, series.meta.activation, loss),
+        "loss_tag": loss.tag if loss else None,
+        "warnings": warnings + loss_warnings,
     }
 
 
@@ -283,13 +286,19 @@ def unit_impl(rd: reader.Reader, run: str, tag: str, unit: int, query: Query):
     }
 
 
-def loss_impl(rd: reader.Reader, run: str, loss_samples: int) -> dict:
-    """The ``./loss`` body: the run's loss, or an empty answer with a message."""
+def loss_impl(
+    rd: reader.Reader, run: str, loss_samples: int, loss_tag: str | None = None
+) -> dict:
+    """The ``./loss`` body: the run's loss (``loss_tag``, else the first of
+    ``reader.LOSS_TAGS``), or an empty answer with a message. Unknown run,
+    or a ``loss_tag`` that is no scalar of the run: 404."""
     if run not in rd.runs():
         raise errors.NotFoundError(f"no run {run!r}")
-    found = rd.loss(run, downsample=loss_samples)
+    if loss_tag is not None and loss_tag not in {t["tag"] for t in rd.scalar_tags(run)}:
+        raise errors.NotFoundError(f"run {run!r} has no scalar {loss_tag!r}")
+    found, warnings = rd.find_loss(run, loss_samples, loss_tag)
     if found is None:
-        tags = ", ".join(t for t, _, _ in reader.LOSS_TAGS)
+        tags = loss_tag or ", ".join(t for t, _, _ in reader.LOSS_TAGS)
         return {
             "run": run,
             "tag": None,
@@ -297,7 +306,8 @@ def loss_impl(rd: reader.Reader, run: str, loss_samples: int) -> dict:
             "step_unit": None,
             "steps": [],
             "values": [],
-            "message": f"run {run} has no loss scalar ({tags})",
+            "message": f"run {run} has no float scalar loss ({tags})",
+            "warnings": warnings,
         }
     return {
         "run": run,
@@ -306,4 +316,18 @@ def loss_impl(rd: reader.Reader, run: str, loss_samples: int) -> dict:
         "step_unit": found.step_unit,
         "steps": found.steps,
         "values": [v if math.isfinite(v) else None for v in found.values],
+        "warnings": warnings,
+    }
+
+
+def scalar_tags_impl(rd: reader.Reader, run: str) -> dict:
+    """The ``./scalar_tags`` body: the run's scalar tags for the loss picker
+    and the tag ``./loss`` picks without ``loss_tag``. Unknown run: 404."""
+    if run not in rd.runs():
+        raise errors.NotFoundError(f"no run {run!r}")
+    found = rd.loss(run, downsample=1)
+    return {
+        "run": run,
+        "tags": rd.scalar_tags(run),
+        "loss_tag": found.tag if found else None,
     }

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 
-from tb_deadneurons.analysis import classify
+from tb_deadneurons.analysis import classify, progress
 from tb_deadneurons.format import checks, events, summary
 from tb_deadneurons.format.metadata import LOSS_TAG
 from tb_deadneurons.keras import discovery, probe
@@ -78,6 +78,11 @@ class DeadNeuronCallback(keras.callbacks.Callback):
       revive_tau: the ReDo threshold for revival; 0 revives dead units only.
       unit_axis: ``{series tag: axis}`` for series whose unit axis the
         trace cannot tell (it warns naming them) or gets wrong.
+      scalars: also log per layer ``deadneurons/<tag>/dead_fraction`` and
+        ``.../dormant_fraction`` scalars (``analysis.progress``).
+      verbose: 1 prints one line per watched layer at each epoch end (dead
+        share, its change since the last line, mean |a|); 0 is quiet.
+      alert_above: warn once per layer when its dead share exceeds this.
 
     Raises:
       ValueError: at construction for a bad argument, at ``on_train_begin``
@@ -113,8 +118,14 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         revive_every: int | None = None,
         revive_tau: float = 0.0,
         unit_axis: dict | None = None,
+        scalars: bool = False,
+        verbose: int = 0,
+        alert_above: float | None = None,
     ):
         super().__init__()
+        self._progress = progress.Progress(
+            type(self).__name__, scalars, verbose, alert_above, log_lines=False
+        )
         self.log_dir = checks.log_dir(log_dir)
         self.every_n_batches = checks.positive_int("every_n_batches", every_n_batches)
         self.revive_every = checks.optional_positive_int("revive_every", revive_every)
@@ -188,6 +199,9 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         self._advance(
             self._iterations(default=self._epoch_start + steps), loss=lambda: loss
         )
+        lines = self._progress.lines() if self._progress.verbose else []
+        if lines:
+            print("\n".join(lines))
 
     def on_train_end(self, logs=None):
         if not self._active or self._writer is None:
@@ -249,6 +263,10 @@ class DeadNeuronCallback(keras.callbacks.Callback):
                 activation=site.activation,
                 unit_axis=site.unit_axis,
             )
+        activations = {t: site.activation for t, site in self._probe.sites.items()}
+        self._progress.snapshot(
+            writer, self._step, codes, self.gradients, activations, loss
+        )
         if loss is not None and math.isfinite(loss):
             writer.add_summary(scalar_pb(LOSS_TAG, np.float32(loss)), self._step)
         # Flushed at once so an interrupted fit keeps every snapshot so far.

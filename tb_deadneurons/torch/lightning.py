@@ -7,7 +7,6 @@ Needs the optional ``lightning`` package (``pip install
 from __future__ import annotations
 
 import lightning.pytorch as pl
-import torch
 
 from tb_deadneurons.torch.monitor import DEFAULT_EVERY_N_STEPS, DeadNeuronMonitor
 
@@ -20,6 +19,13 @@ class DeadNeuronCallback(pl.Callback):
     on global rank 0 only. The probe calls the module's ``forward`` on
     ``probe_data``. Arguments as ``DeadNeuronMonitor``'s (no model and no
     log_dir: they come from the trainer).
+
+    The loss is Lightning's own: the callback writes no ``deadneurons/loss``.
+    ``self.log("train_loss", loss)`` logs the loss of the state after k
+    optimizer steps at step k, the state of the snapshot at step k, so the
+    reader's ``train_loss`` (or ``train_loss_step``; any other scalar with
+    ``loss_tag``) lines up with the snapshots; a loss of our own, known only
+    after the optimizer step, would sit one step off it.
 
     Example:
 
@@ -87,11 +93,8 @@ class DeadNeuronCallback(pl.Callback):
         )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self.monitor is None:
-            return
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        loss = loss if isinstance(loss, torch.Tensor) else None
-        self.monitor.step(loss, global_step=trainer.global_step)
+        if self.monitor is not None:
+            self.monitor.step(None, global_step=trainer.global_step)
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.monitor is not None:

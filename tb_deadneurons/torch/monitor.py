@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from tb_deadneurons.analysis import classify
+from tb_deadneurons.analysis import classify, progress
 from tb_deadneurons.format import checks, metadata, summary
 from tb_deadneurons.format.events import BackgroundWriter
 from tb_deadneurons.torch import modules as modules_lib
@@ -64,6 +64,11 @@ class DeadNeuronMonitor:
       start_step: the step of the first snapshot (when resuming).
       unit_axis: series tag -> axis of its units, for a tensor whose axis
         the probe pass cannot tell (it warns naming the candidates).
+      scalars: also log per layer ``deadneurons/<tag>/dead_fraction`` and
+        ``.../dormant_fraction`` scalars (``analysis.progress``).
+      verbose: n >= 1 logs one line per layer at every n-th snapshot
+        (logger ``tb_deadneurons``, INFO); 0 is quiet.
+      alert_above: warn once per layer when its dead share exceeds this.
 
     Raises:
       ValueError: a bad argument, unknown modules, or a probe batch that
@@ -105,6 +110,9 @@ class DeadNeuronMonitor:
         optimizer: torch.optim.Optimizer | None = None,
         start_step: int = 0,
         unit_axis: dict | None = None,
+        scalars: bool = False,
+        verbose: int = 0,
+        alert_above: float | None = None,
     ):
         if not isinstance(model, torch.nn.Module):
             raise ValueError(f"model must be a torch.nn.Module; got {model!r}")
@@ -122,6 +130,9 @@ class DeadNeuronMonitor:
         ):
             raise ValueError(f"start_step must be an integer >= 0; got {start_step!r}")
         self.gradients = bool(gradients)
+        self.progress = progress.Progress(
+            type(self).__name__, scalars, verbose, alert_above
+        )
         self.optimizer = optimizer
         self.model = modules_lib.unwrap(model)
         x, y = _split(probe_data, _device(self.model))
@@ -227,6 +238,15 @@ class DeadNeuronMonitor:
                 # -1 for the last axis, as the other writers record it.
                 unit_axis=-1 if site.axis == len(site.shape) - 1 else site.axis,
             )
+        activations = {site.tag: site.activation for site in self._probe.layout}
+        self.progress.snapshot(
+            self._writer,
+            self._step,
+            self.last_snapshot,
+            self.gradients,
+            activations,
+            loss,
+        )
         if loss is not None and np.isfinite(float(loss)):
             self._writer.scalar(metadata.LOSS_TAG, float(loss), self._step)
         # Flushed at once so an interrupted run keeps every snapshot so far.
