@@ -16,9 +16,11 @@ import numpy as np
 from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 
 from tb_deadneurons.analysis import classify
+from tb_deadneurons.analysis import utility as utility_rule
 from tb_deadneurons.format import checks, events, summary
 from tb_deadneurons.format.metadata import LOSS_TAG
 from tb_deadneurons.keras import discovery, probe
+from tb_deadneurons.keras import utility as utility_lib
 from tb_deadneurons.keras.revive import revive
 
 __all__ = ["DeadNeuronCallback", "LOSS_TAG"]
@@ -71,6 +73,13 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         revival is logged. Layers ``revive`` cannot handle safely are skipped
         with a warning.
       revive_tau: the ReDo threshold for revival; 0 revives dead units only.
+      revive_select: ``"dead"`` (the units above) or ``"utility"``:
+        continual backprop's choice (``tb_deadneurons.analysis.utility``):
+        at each revival, ``revive_rate`` x mature units x batches since the
+        last one, the mature units of lowest utility.
+      revive_rate: replacement rate per unit and batch for ``"utility"``.
+      revive_maturity: for ``"utility"``, batches a unit is protected after
+        the start and after its replacement.
 
     Raises:
       ValueError: at construction for a bad argument, at ``on_train_begin``
@@ -104,12 +113,19 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         epsilon: float = 0.0,
         revive_every: int | None = None,
         revive_tau: float = 0.0,
+        revive_select: str = "dead",
+        revive_rate: float = utility_rule.DEFAULT_RATE,
+        revive_maturity: int = utility_rule.DEFAULT_MATURITY,
     ):
         super().__init__()
         self.log_dir = checks.log_dir(log_dir)
         self.every_n_batches = checks.positive_int("every_n_batches", every_n_batches)
         self.revive_every = checks.optional_positive_int("revive_every", revive_every)
         self.revive_tau = checks.non_negative_float("revive_tau", revive_tau)
+        self.revive_select, self._rate, self._maturity = utility_rule.check_selection(
+            revive_select, revive_rate, revive_maturity
+        )
+        self._utility = None
         self.epsilon = checks.epsilon(epsilon)
         self.layers = discovery.check_requested(layers)
         self.gradients = bool(gradients)
@@ -149,6 +165,14 @@ class DeadNeuronCallback(keras.callbacks.Callback):
                 epsilon=self.epsilon,
             )
         self._step = self._iterations(default=self._step or 0)
+        if self.revive_select == "utility" and self._utility is None:
+            self._utility = utility_lib.UtilitySelector(
+                self.model,
+                rate=self._rate,
+                maturity=self._maturity,
+                step=self._step,
+                with_gradients=self.gradients,
+            )
         if self._last_snapshot_step != self._step:
             self._snapshot(loss=None)  # before the first step: units born dead
 
@@ -251,10 +275,10 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         for tag, codes in self.last_snapshot.items():
             if tag in self._unrevivable:
                 continue
-            units = classify.revivable_units(codes, self.gradients, self.revive_tau)
-            if not units:
-                continue
             try:
+                units = self._units_to_revive(tag, codes)
+                if not units:
+                    continue
                 revived = revive(
                     self.model, self._probe.watched[tag], units, self.model.optimizer
                 )
@@ -265,6 +289,12 @@ class DeadNeuronCallback(keras.callbacks.Callback):
                 )
                 continue
             self.log_revival(tag, revived)
+
+    def _units_to_revive(self, tag: str, codes) -> list[int]:
+        if self._utility is not None:
+            layer = self._probe.watched[tag]
+            return self._utility.choose(tag, layer, codes, self._step)
+        return classify.revivable_units(codes, self.gradients, self.revive_tau)
 
     def log_revival(self, layer_tag: str, units) -> None:
         """Records that ``units`` of ``layer_tag`` were re-initialised now."""
