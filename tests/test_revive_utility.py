@@ -107,8 +107,11 @@ def test_without_maturity_new_units_can_be_chosen_again(tmp_path):
         ("dead", {}),
         ("dormant", {"revive_tau": 0.1}),
         ("dead", {"revive_select": "utility", "revive_rate": 0.03}),
+        # Dead units had no gradient: their state is 0 anyway. Dormant ones
+        # had: these two cases are the ones that see the reset.
+        ("dormant", {"revive_select": "utility", "revive_rate": 0.03}),
     ],
-    ids=["dead", "tau-dormant", "utility"],
+    ids=["dead", "tau-dormant", "utility-dead", "utility-dormant"],
 )
 def test_revival_at_the_scheduled_step_keeps_outputs_and_resets_state_there(
     tmp_path, plant, settings
@@ -120,6 +123,8 @@ def test_revival_at_the_scheduled_step_keeps_outputs_and_resets_state_there(
     )
     assert [(s, t, u) for s, t, u in monitor.revivals] == [(10, "1", LOW)]
     (params, buffers, out), (params2, buffers2, out2) = seen[0]
+    if plant == "dormant":
+        assert torch.all(buffers[0][LOW] != 0)  # so the reset below shows
     if plant == "dead":  # dead units output 0: zero outgoing weights change nothing
         torch.testing.assert_close(out2, out, rtol=0, atol=1e-6)
     changed = {0: (LOW,), 1: (LOW,), 2: (slice(None), LOW)}  # out.bias: none
