@@ -107,11 +107,11 @@ def test_without_maturity_new_units_can_be_chosen_again(tmp_path):
         ("dead", {}),
         ("dormant", {"revive_tau": 0.1}),
         ("dead", {"revive_select": "utility", "revive_rate": 0.03}),
-        # Dead units had no gradient: their state is 0 anyway. Dormant ones
-        # had: these two cases are the ones that see the reset.
-        ("dormant", {"revive_select": "utility", "revive_rate": 0.03}),
+        # Dead units had no gradient: their state is 0 anyway. Dormant and
+        # useless ones had: these cases are the ones that see the reset.
+        ("useless", {"revive_select": "utility", "revive_rate": 0.03}),
     ],
-    ids=["dead", "tau-dormant", "utility-dead", "utility-dormant"],
+    ids=["dead", "tau-dormant", "utility-dead", "utility-useless"],
 )
 def test_revival_at_the_scheduled_step_keeps_outputs_and_resets_state_there(
     tmp_path, plant, settings
@@ -123,7 +123,7 @@ def test_revival_at_the_scheduled_step_keeps_outputs_and_resets_state_there(
     )
     assert [(s, t, u) for s, t, u in monitor.revivals] == [(10, "1", LOW)]
     (params, buffers, out), (params2, buffers2, out2) = seen[0]
-    if plant == "dormant":
+    if plant != "dead":
         assert torch.all(buffers[0][LOW] != 0)  # so the reset below shows
     if plant == "dead":  # dead units output 0: zero outgoing weights change nothing
         torch.testing.assert_close(out2, out, rtol=0, atol=1e-6)
