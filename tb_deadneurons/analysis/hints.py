@@ -29,6 +29,20 @@ layer, "snapshot" = one column of ``dead``):
   ``activation`` is tanh/sigmoid-like and at least ``SAT_MIN_UNITS`` unit(s)
   have a constant output (``constant`` if given, else ``dead``) at some
   snapshot.
+``plasticity``
+  A long run (at least ``PLASTICITY_MIN_SNAPSHOTS`` snapshots) whose dead
+  share climbs through it: split into ``PLASTICITY_PARTS`` equal parts, the
+  mean dead share of each part is at least the previous part's, and the
+  last part's is at least ``PLASTICITY_MIN_RISE`` above the first's. The
+  continual-learning signature of lost plasticity (Dohare et al. 2024); the
+  remedy names revival and continual backprop with their settings.
+``plasticity_without_dead``
+  A long run whose dead share stays flat (the parts' means within
+  ``FLAT_MAX_SHARE``) while the loss stalls above its best: the median
+  loss of the last part is at least ``STALL_RATIO`` x the part before's
+  (no longer falling) and at least ``STALL_ABOVE_BEST`` x the lowest median
+  of the earlier parts. Plasticity can be lost without dead units (Lyle et
+  al. 2023).
 ``gradient_starved``
   Only with ``grad_dormant`` (a logged gradient row): at least
   ``GRAD_MIN_UNITS`` unit(s) not dead but grad-dormant at the last snapshot.
@@ -56,6 +70,12 @@ SLOW_MIN_SHARE = 0.1
 SLOW_MIN_RISES = 3
 SLOW_MAX_WINDOW_SHARE = 0.5
 SAT_MIN_UNITS = 1
+PLASTICITY_MIN_SNAPSHOTS = 30
+PLASTICITY_PARTS = 4
+PLASTICITY_MIN_RISE = 0.1
+FLAT_MAX_SHARE = 0.05
+STALL_RATIO = 0.95
+STALL_ABOVE_BEST = 1.2
 GRAD_MIN_UNITS = 1
 SATURATING = frozenset({"tanh", "sigmoid", "hard_sigmoid", "hard_tanh", "softsign"})
 
@@ -73,6 +93,19 @@ REMEDIES = {
     "lower the learning rate.",
     "saturation": "Saturated units: scale or normalise the inputs, add "
     "normalisation before the activation, or use a smaller (Glorot) init.",
+    "plasticity": "Loss of plasticity: units die through a long or continual "
+    "run and the network learns new data worse (Dohare et al. 2024). Revive "
+    "them: revive_every=N (N about one task, or a few hundred steps) re-"
+    "initialises the dead units (ReDo; revive_tau=0.025 or 0.1 takes "
+    "tau-dormant units too), or continual backprop: revive_select='utility', "
+    "revive_rate=1e-4, revive_maturity=100. Weight decay or a leaky "
+    "activation slow it down.",
+    "plasticity_without_dead": "Plasticity can be lost without dead units "
+    "(Lyle et al. 2023): a flat dead-unit curve is not proof the network "
+    "still learns. Look at the tau-dormant share (tau 0.025, 0.1), the "
+    "weight norm and the features' rank; remedies that act on every unit: "
+    "weight decay, layer normalisation, shrink-and-perturb, or continual "
+    "backprop (revive_select='utility', revive_rate=1e-4).",
     "gradient_starved": "Active units that no longer learn: look for zero, "
     "pruned or masked outgoing weights, dead units in the next layer (revive "
     "them or use a leaky activation there), saturated tanh/sigmoid units "
@@ -170,6 +203,56 @@ def _slow_rise(steps, dead, count) -> dict | None:
         f"most {window} within any {BURST_WINDOW} snapshots",
         steps[[0, -1]],
         np.flatnonzero(dead[:, -1] & ~dead[:, 0]),
+    )
+
+
+def _parts(values: np.ndarray) -> list[np.ndarray]:
+    return np.array_split(values, PLASTICITY_PARTS)
+
+
+def _plasticity(steps, dead, count) -> dict | None:
+    units, t = dead.shape
+    if t < PLASTICITY_MIN_SNAPSHOTS:
+        return None
+    means = [float(part.mean()) / units for part in _parts(count)]
+    rising = all(b >= a for a, b in zip(means[:-1], means[1:], strict=True))
+    if not rising or means[-1] - means[0] < PLASTICITY_MIN_RISE:
+        return None
+    shares = ", ".join(f"{m:.0%}" for m in means)
+    return _hint(
+        "plasticity",
+        f"the dead share climbed through the run: {shares} on average in "
+        f"{PLASTICITY_PARTS} equal parts of {t} snapshots (step {steps[0]} to "
+        f"step {steps[-1]}); {count[0]} of {units} units dead at the first "
+        f"snapshot, {count[-1]} at the last",
+        steps[[0, -1]],
+        np.flatnonzero(dead[:, -1] & ~dead[:, 0]),
+    )
+
+
+def _plasticity_without_dead(steps, dead, count, loss_steps, loss) -> dict | None:
+    units, t = dead.shape
+    if t < PLASTICITY_MIN_SNAPSHOTS or loss is None:
+        return None
+    means = [float(part.mean()) / units for part in _parts(count)]
+    if max(means) - min(means) > FLAT_MAX_SHARE:
+        return None
+    inside = (loss_steps >= steps[0]) & (loss_steps <= steps[-1]) & np.isfinite(loss)
+    if inside.sum() < PLASTICITY_PARTS:
+        return None
+    medians = [float(np.median(part)) for part in _parts(loss[inside])]
+    last, before, best = medians[-1], medians[-2], min(medians[:-1])
+    if not (last >= STALL_RATIO * before and last >= STALL_ABOVE_BEST * best > 0):
+        return None
+    return _hint(
+        "plasticity_without_dead",
+        f"the dead share stayed between {min(means):.0%} and {max(means):.0%} "
+        f"in {PLASTICITY_PARTS} equal parts of {t} snapshots, while the "
+        f"loss stalled: median {last:.4g} in the last part, {before:.4g} in "
+        f"the part before, {best:.4g} at best (step {steps[0]} to step "
+        f"{steps[-1]})",
+        steps[[0, -1]],
+        [],
     )
 
 
@@ -326,7 +409,8 @@ def diagnose(
       A list of ``{"pattern": str, "remedy": str, "evidence": str,
       "steps": [first, last], "units": [int, ...]}``, in the order
       initialisation, saturation, learning_rate/burst, slow_rise,
-      gradient_starved; patterns whose evidence is absent are left out.
+      plasticity, plasticity_without_dead, gradient_starved; patterns
+      whose evidence is absent are left out.
 
     Raises:
       ValueError: shapes or dtypes that do not match the above, or a
@@ -351,6 +435,8 @@ def diagnose(
     ]
     if found[-1] is None:
         found.append(_slow_rise(steps, dead, count))
+    found.append(_plasticity(steps, dead, count))
+    found.append(_plasticity_without_dead(steps, dead, count, loss_steps, loss))
     if grad_dormant is not None:
         found.append(
             _gradient_starved(steps, dead, grad_dormant, tau, activation, next_dead)

@@ -16,9 +16,11 @@ import numpy as np
 from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 
 from tb_deadneurons.analysis import classify, progress
+from tb_deadneurons.analysis import utility as utility_rule
 from tb_deadneurons.format import checks, events, summary
 from tb_deadneurons.format.metadata import LOSS_TAG
 from tb_deadneurons.keras import discovery, probe
+from tb_deadneurons.keras import utility as utility_lib
 from tb_deadneurons.keras.revive import revive_site
 
 __all__ = ["DeadNeuronCallback", "LOSS_TAG"]
@@ -83,6 +85,13 @@ class DeadNeuronCallback(keras.callbacks.Callback):
       verbose: 1 prints one line per watched layer at each epoch end (dead
         share, its change since the last line, mean |a|); 0 is quiet.
       alert_above: warn once per layer when its dead share exceeds this.
+      revive_select: ``"dead"`` (the units above) or ``"utility"``:
+        continual backprop's choice (``tb_deadneurons.analysis.utility``):
+        at each revival, ``revive_rate`` x mature units x batches since the
+        last one, the mature units of lowest utility.
+      revive_rate: replacement rate per unit and batch for ``"utility"``.
+      revive_maturity: for ``"utility"``, batches a unit is protected after
+        the start and after its replacement.
 
     Raises:
       ValueError: at construction for a bad argument, at ``on_train_begin``
@@ -121,6 +130,9 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         scalars: bool = False,
         verbose: int = 0,
         alert_above: float | None = None,
+        revive_select: str = "dead",
+        revive_rate: float = utility_rule.DEFAULT_RATE,
+        revive_maturity: int = utility_rule.DEFAULT_MATURITY,
     ):
         super().__init__()
         self._progress = progress.Progress(
@@ -130,6 +142,10 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         self.every_n_batches = checks.positive_int("every_n_batches", every_n_batches)
         self.revive_every = checks.optional_positive_int("revive_every", revive_every)
         self.revive_tau = checks.non_negative_float("revive_tau", revive_tau)
+        self.revive_select, self._rate, self._maturity = utility_rule.check_selection(
+            revive_select, revive_rate, revive_maturity
+        )
+        self._utility = None
         self.epsilon = checks.epsilon(epsilon)
         self.layers = discovery.check_requested(layers)
         self.gradients = bool(gradients)
@@ -171,6 +187,14 @@ class DeadNeuronCallback(keras.callbacks.Callback):
                 unit_axis=self.unit_axis,
             )
         self._step = self._iterations(default=self._step or 0)
+        if self.revive_select == "utility" and self._utility is None:
+            self._utility = utility_lib.UtilitySelector(
+                self.model,
+                rate=self._rate,
+                maturity=self._maturity,
+                step=self._step,
+                with_gradients=self.gradients,
+            )
         if self._last_snapshot_step != self._step:
             self._snapshot(loss=None)  # before the first step: units born dead
 
@@ -280,10 +304,10 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         for tag, codes in self.last_snapshot.items():
             if tag in self._unrevivable:
                 continue
-            units = classify.revivable_units(codes, self.gradients, self.revive_tau)
-            if not units:
-                continue
             try:
+                units = self._units_to_revive(tag, codes)
+                if not units:
+                    continue
                 revived = revive_site(
                     self.model, self._probe.sites[tag], units, self.model.optimizer
                 )
@@ -294,6 +318,12 @@ class DeadNeuronCallback(keras.callbacks.Callback):
                 )
                 continue
             self.log_revival(tag, revived)
+
+    def _units_to_revive(self, tag: str, codes) -> list[int]:
+        if self._utility is not None:
+            layer = self._probe.watched[tag]
+            return self._utility.choose(tag, layer, codes, self._step)
+        return classify.revivable_units(codes, self.gradients, self.revive_tau)
 
     def log_revival(self, layer_tag: str, units) -> None:
         """Records that ``units`` of ``layer_tag`` were re-initialised now."""

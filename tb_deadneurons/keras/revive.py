@@ -222,6 +222,35 @@ def _fresh_initializer(init):
     return init
 
 
+def outgoing(model, layer) -> list[tuple[object, np.ndarray]]:
+    """The kernels that read the units of ``layer`` (a ``Dense``/``ConvND``).
+
+    Returns ``(kernel, owner)`` per consumer: ``owner`` is an int array of
+    the kernel's shape holding, per entry, the unit whose revival zeroes it
+    (-1: none), as ``revive`` plans it.
+
+    Raises:
+      ValueError: as ``revive`` does for a topology it cannot handle.
+    """
+    sets = _layer_sets(_keras())
+    graph = _graph(model)
+    _check_layer(graph, layer, sets)
+    out = _single_node(graph, layer).outputs[0]
+    axis = -1 if _is(layer, sets["dense"]) else _channel_axis(layer)
+    owners: dict[int, tuple] = {}
+    for unit in range(int(layer.kernel.shape[-1])):
+        mask = np.zeros(_dims(out), dtype=bool)
+        index = [slice(None)] * mask.ndim
+        index[axis] = unit
+        mask[tuple(index)] = True
+        edits: list = []
+        _plan_outgoing(graph, out, mask, sets, edits)
+        for var, where, _ in edits:
+            _, owner = owners.setdefault(id(var), (var, np.full(var.shape, -1)))
+            owner[where] = unit
+    return list(owners.values())
+
+
 def revive(model, layer, units: Iterable[int], optimizer=None) -> list[int]:
     """Re-initialises ``units`` of ``layer`` so that ``model``'s outputs stay put.
 

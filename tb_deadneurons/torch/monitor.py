@@ -9,12 +9,14 @@ import numpy as np
 import torch
 
 from tb_deadneurons.analysis import classify, progress
+from tb_deadneurons.analysis import utility as utility_rule
 from tb_deadneurons.format import checks, metadata, summary
 from tb_deadneurons.format.events import BackgroundWriter
 from tb_deadneurons.torch import modules as modules_lib
 from tb_deadneurons.torch import probe as probe_lib
 from tb_deadneurons.torch import revive as revive_lib
 from tb_deadneurons.torch import stats
+from tb_deadneurons.torch import utility as utility_lib
 
 # As the Keras callback's default: a 256-sample probe every 100 steps measured
 # 1.02x whole training (median) on the seed MLP; docs/scale.md has the table.
@@ -60,6 +62,13 @@ class DeadNeuronMonitor:
         latest snapshot shows dead (or tau-dormant with ``revive_tau`` > 0)
         with ``tb_deadneurons.torch.revive`` and log the revival.
       revive_tau: ReDo threshold for revival; 0 revives dead units only.
+      revive_select: ``"dead"`` (the units above) or ``"utility"``:
+        continual backprop's choice (``tb_deadneurons.analysis.utility``):
+        at each revival, ``revive_rate`` x mature units x steps since the
+        last one, the mature units of lowest utility.
+      revive_rate: replacement rate per unit and step for ``"utility"``.
+      revive_maturity: for ``"utility"``, steps a unit is protected after
+        the start and after its replacement.
       optimizer: the optimizer whose state ``revive`` resets.
       start_step: the step of the first snapshot (when resuming).
       unit_axis: series tag -> axis of its units, for a tensor whose axis
@@ -107,6 +116,9 @@ class DeadNeuronMonitor:
         epsilon: float = 0.0,
         revive_every: int | None = None,
         revive_tau: float = 0.0,
+        revive_select: str = "dead",
+        revive_rate: float = utility_rule.DEFAULT_RATE,
+        revive_maturity: int = utility_rule.DEFAULT_MATURITY,
         optimizer: torch.optim.Optimizer | None = None,
         start_step: int = 0,
         unit_axis: dict | None = None,
@@ -123,6 +135,10 @@ class DeadNeuronMonitor:
         self.epsilon = checks.epsilon(epsilon)
         self.revive_every = checks.optional_positive_int("revive_every", revive_every)
         self.revive_tau = checks.non_negative_float("revive_tau", revive_tau)
+        self.revive_select, rate, maturity = utility_rule.check_selection(
+            revive_select, revive_rate, revive_maturity
+        )
+        self._utility = None
         if (
             isinstance(start_step, bool)
             or not isinstance(start_step, int)
@@ -159,6 +175,14 @@ class DeadNeuronMonitor:
             epsilon=self.epsilon,
             unit_axis=unit_axis,
         )
+        if self.revive_select == "utility":
+            self._utility = utility_lib.UtilitySelector(
+                self.model,
+                rate=rate,
+                maturity=maturity,
+                step=start_step,
+                with_gradients=self.gradients,
+            )
         self._writer = BackgroundWriter(log_dir)  # writes off the training thread
         self.log_dir = log_dir
         self._snapshot(None)
@@ -260,12 +284,10 @@ class DeadNeuronMonitor:
             tag = site.tag
             if tag in self._unrevivable:
                 continue
-            units = classify.revivable_units(
-                self.last_snapshot[tag], self.gradients, self.revive_tau
-            )
-            if not units:
-                continue
             try:
+                units = self._units_to_revive(site)
+                if not units:
+                    continue
                 revived = revive_lib.revive_series(
                     self.model, site, units, self.optimizer
                 )
@@ -276,6 +298,14 @@ class DeadNeuronMonitor:
                 )
                 continue
             self.log_revival(tag, revived)
+
+    def _units_to_revive(self, site) -> list[int]:
+        codes = self.last_snapshot[site.tag]
+        if self._utility is None:
+            return classify.revivable_units(codes, self.gradients, self.revive_tau)
+        if site.where != "output":
+            raise ValueError("utility selection needs a module's output series")
+        return self._utility.choose(site.tag, site.module, codes, self._step)
 
     def log_revival(self, tag: str, units) -> None:
         """Records that ``units`` of the series ``tag`` were re-initialised now."""

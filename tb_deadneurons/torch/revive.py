@@ -221,6 +221,30 @@ def producer_of(model: torch.nn.Module, module: torch.nn.Module) -> torch.nn.Mod
     return model.get_submodule(node.target)
 
 
+def outgoing(model, module) -> list[tuple[torch.Tensor, list[int]]]:
+    """The weights that read the units of ``module`` (a ``Linear``/``ConvNd``).
+
+    Returns ``(weight, columns)`` per consumer: ``weight[:, columns]`` are
+    the entries that ``revive`` zeroes when it revives every unit, unit-major
+    (unit ``u`` owns the ``u``-th block of ``len(columns) // units``).
+
+    Raises:
+      ValueError: as ``revive`` does for a topology it cannot handle.
+    """
+    model = modules_lib.unwrap(model)
+    name = _name_of(model, module)
+    nodes = [
+        n for n in _trace(model).nodes if n.op == "call_module" and n.target == name
+    ]
+    if len(nodes) != 1:
+        raise ValueError(f"module {name!r} is called {len(nodes)} times in forward")
+    n_units = module.weight.shape[0]
+    layout = "last" if type(module) is torch.nn.Linear else "first"
+    edits = []
+    _plan(model, nodes[0], layout, list(range(n_units)), n_units, edits)
+    return [(w, list(index[1])) for w, index in edits]
+
+
 def revive(model, module, units, optimizer=None) -> list[int]:
     """Re-initialises ``units`` of ``module`` so that ``model``'s outputs stay put.
 
