@@ -74,7 +74,7 @@ def _lstm():
 MODELS = {"llama": _llama, "efficientnet_b0": _efficientnet, "lstm": _lstm}
 
 
-def _time(fn, repeats=3) -> float:
+def _time(fn, repeats=5) -> float:
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
