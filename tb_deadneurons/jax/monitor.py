@@ -137,7 +137,7 @@ class DeadNeuronMonitor:
             raise ValueError(
                 "gradients=True needs probe_data=(x, y) and loss_fn(outputs, y)"
             )
-        self.last_snapshot: dict[str, np.ndarray] = {}
+        self._last_snapshot: dict[str, np.ndarray] = {}
         self._model, self._variables, self._loss = model, variables, None
         self._pending = None
         self._writer = None
@@ -158,6 +158,13 @@ class DeadNeuronMonitor:
         self._writer = EventWriter(log_dir)
         self.log_dir = log_dir
         self._snapshot(variables, None)
+
+    @property
+    def last_snapshot(self) -> dict[str, np.ndarray]:
+        """Tag -> uint8 codes of the latest snapshot (waits for it if pending)."""
+        if self._writer is not None:
+            self._write_pending(wait=True)
+        return self._last_snapshot
 
     @property
     def watched(self) -> dict[str, tuple[int, str, str]]:
@@ -256,13 +263,13 @@ class DeadNeuronMonitor:
             return
         self._pending = None
         codes = stats.encode(np.asarray(rows), self.gradients)
-        self.last_snapshot, start = {}, 0
+        self._last_snapshot, start = {}, 0
         for unit in self._probe.units:
-            self.last_snapshot[unit.tag] = codes[:, start : start + unit.units]
+            self._last_snapshot[unit.tag] = codes[:, start : start + unit.units]
             start += unit.units
             self._writer.snapshot(
                 unit.tag,
-                self.last_snapshot[unit.tag],
+                self._last_snapshot[unit.tag],
                 step,
                 with_gradients=self.gradients,
                 epsilon=self.epsilon,
@@ -274,7 +281,7 @@ class DeadNeuronMonitor:
         if loss is not None:
             self._writer.scalar(metadata.LOSS_TAG, loss, step)
         # Hook (issue 20, items 6-7): per-layer scalars, verbose= and
-        # alert_above= read self.last_snapshot at ``step`` here.
+        # alert_above= read self._last_snapshot at ``step`` here.
         # Flushed at once so an interrupted run keeps every snapshot so far.
         self._writer.flush()
 
