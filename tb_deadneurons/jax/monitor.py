@@ -252,7 +252,7 @@ class DeadNeuronMonitor:
         self._write_pending(wait=True)  # keep the event file in step order
         rows = self._probe.rows(variables)
         rows.copy_to_host_async()
-        self._pending = (self._step, rows, loss)
+        self._pending = (self._step, rows, _local(loss))
         self._last_snapshot_step = self._step
 
     def _write_pending(self, wait: bool) -> None:
