@@ -10,6 +10,7 @@ the same data (``tests/test_jax_stats.py`` pins them). Everything up to
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -23,8 +24,44 @@ def units_last(x, unit_axis: int):
 
 
 def unit_stats(x, epsilon: float, unit_axis: int):
-    """float32 ``[len(metadata.BASE_STATS), units]`` rows of ``x``."""
+    """float32 ``[len(metadata.BASE_STATS), units]`` rows of ``x``.
+
+    The NaN/Inf masks are about half the work: they are applied (under
+    ``lax.cond``, on the device) only when a unit's sum is not finite.
+    """
     x = units_last(x, unit_axis)
+    total = x.sum(axis=0)
+    return jax.lax.cond(
+        jnp.isfinite(total).all(),
+        lambda: _unmasked(x, total, epsilon),
+        lambda: _masked(x, epsilon),
+    )
+
+
+def _unmasked(x, total, epsilon: float):
+    """``_masked``'s rows for an ``x`` with finite values only."""
+    n = jnp.float32(x.shape[0])
+    denom = jnp.maximum(n, jnp.float32(1))
+    absx = jnp.abs(x)
+    mean = total / denom
+    centred = x - mean
+    count = jnp.full_like(total, n)
+    rows = {
+        metadata.ACTIVE_FRACTION: (absx > jnp.float32(epsilon)).sum(
+            axis=0, dtype=jnp.float32
+        )
+        / denom,
+        metadata.MEAN_ABS: absx.sum(axis=0) / denom,
+        metadata.MEAN: mean,
+        metadata.STD: jnp.sqrt((centred * centred).sum(axis=0) / denom),
+        metadata.MAX_ABS: absx.max(axis=0, initial=jnp.float32(0)),
+        metadata.COUNT: count,
+        metadata.NONFINITE: jnp.zeros_like(total),
+    }
+    return jnp.stack([rows[name] for name in metadata.BASE_STATS])
+
+
+def _masked(x, epsilon: float):
     finite = jnp.isfinite(x)
     x0 = jnp.where(finite, x, jnp.float32(0))
     count = finite.sum(axis=0, dtype=jnp.float32)
