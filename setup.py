@@ -48,6 +48,10 @@ REQUIRES = {
     "keras": "keras>=3.10",
     "jax": "jax>=0.4.30",
     "jax-test": "jax[cpu]>=0.4.30",
+    # The JAX/Flax monitor reads Flax's name stack and nnx.split/merge.
+    "flax": "flax>=0.10",
+    # optax only trains the tests' models; the monitor does not import it.
+    "optax": "optax>=0.2",
     "pandas": "pandas>=2",
     "matplotlib": "matplotlib>=3.7",
     "scikit-learn": "scikit-learn>=1.3",
@@ -87,12 +91,15 @@ setup(
         "lightning": _req("torch", "lightning"),
         "transformers": _req("torch", "transformers", "accelerate"),
         "jax": _req("keras", "jax"),
+        "flax": _req("jax", "flax"),
         "keras-torch": _req("keras", "torch"),
         "notebook": _req("pandas", "matplotlib"),
         "test": _req(
             "tensorflow-cpu",
             "torch-test",
             "jax-test",
+            "flax",
+            "optax",
             "pandas",
             "matplotlib",
             "scikit-learn",

@@ -1,0 +1,97 @@
+"""What the JAX writer watches: the unit rules on a gated FFN and a CNN."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import pytest
+
+from tb_deadneurons import api
+from tb_deadneurons.jax import DeadNeuronMonitor
+from tests import events
+from tests import jax_models as models
+
+
+def test_gated_ffn_watches_the_product_and_finds_planted_gates(tmp_path):
+    """act(gate(x)) * up(x) is the unit; the LayerNorm output read by gate
+    and up, and the model's output, are not."""
+    x, y = models.data()
+    model = models.GatedFFN()
+    variables = models.linen_init(model, x, "gate", models.DEAD_GATES)
+    with DeadNeuronMonitor(
+        model.apply, str(tmp_path), x[:64], every_n_steps=3, variables=variables
+    ) as monitor:
+        models.train_linen(model, variables, x, y, steps=6, monitor=monitor)
+    assert monitor.watched == {"gate": (24, "Dense", "silu_glu")}
+    layer = api.load(str(tmp_path)).layers["."]["gate"]
+    assert layer.dead_now == models.DEAD_GATES
+    assert list(layer.steps) == [0, 3, 6]
+
+
+def test_cnn_watches_channels_and_finds_planted_dead_channels(tmp_path):
+    xi, yi = models.data((8, 8, 3), n=64, classes=4)
+    model = models.CNN()
+    variables = models.linen_init(model, xi, "bn", models.DEAD_CHANNELS)
+    with DeadNeuronMonitor(
+        lambda v, d: model.apply(v, d, mutable=["batch_stats"]),
+        str(tmp_path),
+        xi[:32],
+        every_n_steps=2,
+        variables=variables,
+    ) as monitor:
+        models.train_linen(
+            model, variables, xi, yi, steps=4, monitor=monitor, mutable=True
+        )
+    # BatchNorm then nn.relu: conv1's channels; jax.nn.gelu (written out by
+    # jax as x * cdf(x)) then a reshape into Dense: conv2's channels.
+    assert monitor.watched == {
+        "conv1": (8, "Conv", "relu"),
+        "conv2": (6, "Conv", "gelu"),
+    }
+    logs = api.load(str(tmp_path)).layers["."]
+    assert logs["conv1"].dead_now == models.DEAD_CHANNELS
+    assert logs["conv2"].dead_now == []
+    (step0, stats), *_ = events.snapshots(str(tmp_path))["conv1"]
+    assert step0 == 0 and set(stats["count"]) == {32 * 8 * 8}  # batch x H x W
+    meta, data = events.plugin_data(str(tmp_path), "conv1")
+    assert data.unit_axis == -1 and data.activation == "relu"
+
+
+class _Mixed(nn.Module):
+    """Activations as Flax code writes them, plus values that are no units."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = jax.nn.gelu(nn.Dense(8, name="a")(x), approximate=False)
+        h = nn.Dense(8, name="b")(h)  # no activation: b's output is no unit
+        h = nn.LayerNorm()(h)
+        h = Act(name="act")(nn.Dense(8, name="c")(h))  # an activation module
+        probs = jax.nn.softmax(nn.Dense(8, name="d")(h))
+        h = nn.Dense(8, name="e")(probs)  # softmax output: no unit
+        return nn.sigmoid(nn.Dense(2, name="out")(h))  # the output: no unit
+
+
+class Act(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.leaky_relu(x)
+
+
+def test_every_activation_as_written_and_no_false_unit(tmp_path):
+    x, _ = models.data()
+    model = _Mixed()
+    variables = model.init(jax.random.key(0), x[:2])
+    monitor = DeadNeuronMonitor(model.apply, str(tmp_path), x[:16], variables=variables)
+    monitor.close()
+    assert monitor.watched == {
+        "a": (8, "Dense", "gelu"),
+        "act": (8, "Dense", "leaky_relu"),
+    }
+
+
+def test_a_model_without_units_is_refused(tmp_path):
+    model = nn.Dense(3)
+    x, _ = models.data()
+    variables = model.init(jax.random.key(0), x[:2])
+    with pytest.raises(ValueError, match="no unit"):
+        DeadNeuronMonitor(model.apply, str(tmp_path), x[:8], variables=variables)
