@@ -29,7 +29,7 @@ export function stepTicks(lo, hi, count) {
   const factors = mag >= 10 ? [1, 2, 2.5, 5, 10] : [1, 2, 5, 10];
   const step = factors.map((f) => f * mag).find((v) => v >= raw * (1 - 1e-9));
   const ticks = [];
-  for (let k = Math.ceil(lo / step - 1e-9); k * step <= hi + 1e-9; k++) ticks.push(k * step);
+  for (let k = Math.ceil(lo / step - 1e-9); k * step <= hi + 1e-9; k++) ticks.push(k * step + 0);
   return ticks;
 }
 
