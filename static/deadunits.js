@@ -66,7 +66,7 @@ export function toJson(run, tag, timeline, rows) {
     tag,
     units: timeline.units,
     thresholds: timeline.thresholds,
-    dead_units: rows,
+    dead_units: rows.map((r) => Object.fromEntries(CSV_COLUMNS.map((c) => [c, r[c]]))),
   };
   return JSON.stringify(body, null, 2);
 }
