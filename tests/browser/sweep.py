@@ -57,13 +57,58 @@ def write_sweep(logdir: str, seed: int = 3) -> dict:
 
 SHORT_STEPS = [0, 1]
 LONG_STEPS = list(range(0, 501, 10))
+# In "long": unit 1 dead throughout; unit 2 dead, revived at 110, dead from 310 on.
+REVIVED_UNIT, REVIVED_AT, DEAD_AGAIN = 2, 110, 310
+# In "long"'s tanh layer: unit 0 saturated (constant output), unit 3 never active.
+SATURATED, SILENT = 0, 3
+
+
+def _long_dead(step: int) -> list[int]:
+    return [1] + ([REVIVED_UNIT] if step < REVIVED_AT or step >= DEAD_AGAIN else [])
 
 
 def write_lengths(logdir: str, seed: int = 4) -> None:
-    """A 2-step run ``short`` beside a 500-step run ``long``."""
+    """A 2-step run ``short`` beside a 500-step run ``long`` (which also has
+    a revived-then-dead unit, and a tanh layer with a saturated unit)."""
     rng = np.random.default_rng(seed)
     for run, steps in (("short", SHORT_STEPS), ("long", LONG_STEPS)):
         with EventWriter(os.path.join(logdir, run)) as w:
             for step in steps:
-                a = relu_batch(rng, 32, 10, dead=[1] if run == "long" else [])
+                dead = _long_dead(step) if run == "long" else []
+                a = relu_batch(rng, 32, 10, dead=dead)
                 w.snapshot("dense", step, a, activation="relu")
+                if run == "long":
+                    pre = rng.normal(0.0, 1.0, (64, 6)).astype(np.float32)
+                    pre[:, SATURATED] = 40.0  # tanh(40) == 1.0 exactly: constant
+                    pre[:, SILENT] = 0.0
+                    w.snapshot("tanh", step, np.tanh(pre), activation="tanh")
+
+
+HOSTILE_RUNS = ('=HYPERLINK("x")', "@SUM(A1)", "+1+2", "-cmd")
+HOSTILE_TAG = "+SUM(1,2)"
+LONG_NAME_LENGTH = 2891
+
+
+def long_run_name() -> str:
+    """A 2,891-character run name (path parts of 240 characters: a file
+    system takes at most 255 per part)."""
+    parts, left = [], LONG_NAME_LENGTH
+    while left > 0:
+        n = min(240, left)
+        parts.append("n" * n)
+        left -= n + 1
+    name = "/".join(parts)
+    return name[:LONG_NAME_LENGTH]
+
+
+def write_hostile(logdir: str, seed: int = 5) -> str:
+    """Runs named like spreadsheet formulas, one with a 2,891-character name,
+    each with a dead unit in tag HOSTILE_TAG; returns the long name."""
+    rng = np.random.default_rng(seed)
+    long_name = long_run_name()
+    for run in (*HOSTILE_RUNS, long_name):
+        with EventWriter(os.path.join(logdir, *run.split("/"))) as w:
+            for step in (0, 1, 2):
+                a = relu_batch(rng, 16, 4, dead=[2])
+                w.snapshot(HOSTILE_TAG, step, a, activation="relu")
+    return long_name
