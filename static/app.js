@@ -28,7 +28,7 @@ export function start(root) {
     pick,
     zoom,
     setCompareTag: (compareTag) => change({ compareTag }, false),
-    sortCompare: (column) => change(selection.sortBy(store.get(), column), false),
+    sortCompare: (column, shown) => change(selection.sortBy(column, shown), false),
   });
   const sidebar = new Sidebar({
     toggleRun: (run, on) => change(selection.toggleRun(store.get(), run, on)),
@@ -71,7 +71,8 @@ function keepHash() {
     const hash = encodeHash(state);
     if (hash === last) return;
     last = hash;
-    history.replaceState(null, "", `#${hash}`);
+    // The document's own path: a bare "#..." would resolve against <base href>.
+    history.replaceState(null, "", `${location.pathname}${location.search}#${hash}`);
   };
 }
 

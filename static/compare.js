@@ -231,15 +231,16 @@ export class CompareView {
   showTable(compare, runs, sort, color) {
     const { tags, hparams, rows } = sweepTable(compare, runs);
     const column = sort.column || (tags.length ? `layer:${tags[0]}` : "run");
-    const sorted = sortRows(rows, { column, descending: sort.column ? sort.descending : true });
+    const shown = { column, descending: sort.column ? sort.descending : true };
+    const sorted = sortRows(rows, shown);
     const th = (key, text) => {
-      const mark = key === column ? (sort.column && !sort.descending ? " ▲" : " ▼") : "";
+      const mark = key === column ? (shown.descending ? " ▼" : " ▲") : "";
       const b = h(
         "button",
         { type: "button", className: "link", dataset: { column: key } },
         text + mark,
       );
-      b.addEventListener("click", () => this.on.sortCompare(key));
+      b.addEventListener("click", () => this.on.sortCompare(key, shown));
       return h("th", { scope: "col" }, b);
     };
     const head = h(

@@ -138,10 +138,12 @@ export function stepDomain(state, infos) {
   return Number.isFinite(lo) && Number.isFinite(hi) ? [lo, hi] : [0, 1];
 }
 
-/** The runs table sorted by `column`; the same column again flips the direction. */
-export function sortBy(state, column) {
-  const now = state.compareSort;
-  const descending = now.column === column ? !now.descending : column !== "run";
+/**
+ * The runs table sorted by `column`; the column it is `shown` sorted by
+ * ({column, descending}) flips direction. Shares sort worst first.
+ */
+export function sortBy(column, shown) {
+  const descending = shown.column === column ? !shown.descending : column !== "run";
   return { compareSort: { column, descending } };
 }
 

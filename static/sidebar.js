@@ -102,19 +102,22 @@ export class Sidebar {
     this.filter.addEventListener("input", () => actions.setFilter(this.filter.value));
   }
 
+  /** A preset, or "custom": the box stays open until a preset is picked again. */
   pickTau(value) {
-    this.tauCustom.hidden = value !== "custom";
-    if (value === "custom") this.tauCustom.focus();
+    this.customOpen = value === "custom";
+    this.tauCustom.hidden = !this.customOpen;
+    if (this.customOpen) this.tauCustom.focus();
     else this.actions.setTau(Number(value));
   }
 
   render(state) {
     this.renderDefinitions(state.definition === "grad_dormant" || gradientsLogged(state.timelines));
     this.definition.value = state.definition;
-    if (this.tau.value !== "custom" || TAU_PRESETS.includes(state.tau)) {
-      this.tau.value = TAU_PRESETS.includes(state.tau) ? String(state.tau) : "custom";
-      this.tauCustom.hidden = this.tau.value !== "custom";
-    }
+    const custom = this.customOpen || !TAU_PRESETS.includes(state.tau);
+    this.tau.value = custom ? "custom" : String(state.tau);
+    this.tauCustom.hidden = !custom;
+    if (custom && !this.tauCustom.value && !state.tauError)
+      this.tauCustom.value = String(state.tau);
     this.order.value = state.order;
     this.tauError.hidden = !state.tauError;
     this.tauError.textContent = state.tauError;

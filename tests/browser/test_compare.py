@@ -125,12 +125,8 @@ def test_runs_table_sorts_by_dead_share_and_shows_hparams(page, sweep_url):
 
 
 def _step_ticks(panel):
-    return [
-        t.strip()
-        for t in panel.locator(
-            "svg[data-testid=timeline] text.step-tick"
-        ).all_inner_texts()
-    ]
+    ticks = panel.locator("svg[data-testid=timeline] text.step-tick")
+    return ticks.evaluate_all("ts => ts.map(t => t.textContent.trim())")
 
 
 def test_each_card_has_its_own_integer_step_axis_and_the_toggle_shares_it(
@@ -157,7 +153,8 @@ def test_cards_share_one_share_axis(page, lengths_url):
     def top_label(run):
         panel = frame.locator(f'[data-testid=run-panel][data-run="{run}"]')
         expect(panel.locator("path.dead-line").first).to_be_attached()
-        texts = panel.locator("svg[data-testid=timeline] text.tick").all_inner_texts()
+        ticks = panel.locator("svg[data-testid=timeline] text.tick")
+        texts = ticks.evaluate_all("ts => ts.map(t => t.textContent)")
         return [t for t in texts if t.endswith("%")][-1]
 
     # "short" has no dead unit, "long" 20%: both cards end at the same share.
@@ -268,7 +265,7 @@ def test_tooltip_names_the_rule_and_shows_one_active_share(page, lengths_url):
     expect(tooltip).to_contain_text("state: dead (constant output")
     expect(tooltip).to_contain_text("mean |a|")  # ./unit answered
     assert tooltip.inner_text().count("active share") == 1
-    expect(tooltip).not_to_contain_text("≈")
+    expect(tooltip).not_to_contain_text("active share ≈")
     page.mouse.move(box["x"] + box["width"] - 2, box["y"] + row_h * 3.5)
     expect(tooltip).to_contain_text("state: dead (never active)")
     label = frame.locator("[data-testid=definition] option[value=dead]")
@@ -384,7 +381,8 @@ def test_csv_export_of_hostile_names_holds_no_formula_and_long_names_are_cut(
             box = item.first.locator("input")
             if not box.is_checked():
                 box.check()
-            view = layer_view(frame, run, HOSTILE_TAG)
+            quoted = run.replace("\\", "\\\\").replace('"', '\\"')
+            view = layer_view(frame, quoted, HOSTILE_TAG)
             expect(view.locator(".table-caption")).to_contain_text("1 of 4")
             with page.expect_download() as dl:
                 view.locator("[data-testid=export-csv]").click()
