@@ -396,3 +396,21 @@ def test_csv_export_of_hostile_names_holds_no_formula_and_long_names_are_cut(
         expect(entry).to_have_count(1)
         assert len(entry.get_attribute("title")) == LONG_NAME_LENGTH
         assert entry.bounding_box()["height"] < 40
+
+
+def test_loss_picker_names_the_default_and_sends_the_chosen_tag(page, sweep_url):
+    # ./scalar_tags and loss_tag are loops20's (issue 20); without that
+    # branch ./scalar_tags is 404 and the picker offers the default only.
+    page.problems.allow("status of 404")
+    frame, f = open_dashboard(page, sweep_url)
+    picker = frame.locator("[data-testid=loss-tag]")
+    expect(picker.locator("option").first).to_have_text("default (batch_loss)")
+    picker.focus()
+    with page.expect_request(re.compile(r"/loss\?.*loss_tag=batch_loss")) as req:
+        f.evaluate(
+            """() => { location.hash = location.hash.replace(/&?loss=[^&]*/, "")
+                 + "&loss=batch_loss"; location.reload(); }"""
+        )
+    assert "run=" in req.value.url
+    frame.locator("[data-testid=run-panel]").first.wait_for()
+    expect(picker).to_have_value("batch_loss")
