@@ -271,12 +271,13 @@ export class CompareView {
 
 function runCell(run, color) {
   const swatch = h("i", { className: "swatch line", style: { background: color(run) } });
-  return h(
-    "td",
-    { className: "run-cell", title: run },
+  const inner = h(
+    "span",
+    { className: "run-cell" },
     swatch,
     h("span", { className: "run-name" }, run),
   );
+  return h("td", { title: run }, inner);
 }
 
 function hpText(value) {
