@@ -55,8 +55,10 @@ export function fetchRuns() {
 }
 
 /** GET ./timeline for one layer with the given thresholds and view (zoom.js). */
-export function fetchTimeline(run, tag, { tau, definition, rows, cols, unit_start, unit_stop }) {
-  return getJson("timeline", { run, tag, tau, definition, rows, cols, unit_start, unit_stop });
+export function fetchTimeline(run, tag, params) {
+  const { tau, definition, rows, cols, unit_start, unit_stop, loss_tag } = params;
+  const view = { rows, cols, unit_start, unit_stop };
+  return getJson("timeline", { run, tag, tau, definition, ...view, loss_tag });
 }
 
 /** GET ./unit: one unit's statistics over time. */
@@ -64,7 +66,31 @@ export function fetchUnit(run, tag, unit, { tau, definition }) {
   return getJson("unit", { run, tag, unit, tau, definition });
 }
 
-/** GET ./loss: the run's loss curve (tag null when none was logged). */
-export function fetchLoss(run) {
-  return getJson("loss", { run });
+/** GET ./loss: the run's loss curve (tag null when none was logged); `lossTag` "" = default. */
+export function fetchLoss(run, lossTag) {
+  return getJson("loss", { run, loss_tag: lossTag || undefined });
+}
+
+/** GET ./compare: every run's layers under the thresholds, with hyperparameters. */
+export function fetchCompare({ tau, definition }) {
+  return getJson("compare", { tau, definition });
+}
+
+/** GET ./scalar_tags: a run's scalar tags (the loss picker; loops20's route). */
+export function fetchScalarTags(run) {
+  return getJson("scalar_tags", { run });
+}
+
+/** TensorBoard's own run list (data/runs): its order gives each run its colour. */
+export async function fetchTbRuns() {
+  const url = "../../runs";
+  let response;
+  try {
+    response = await fetch(url, { cache: "no-store" });
+  } catch (err) {
+    throw new RequestError(url, 0, `network error (${err.message})`);
+  }
+  const body = response.ok ? await response.json().catch(() => null) : null;
+  if (!Array.isArray(body)) throw new RequestError(url, response.status, "not a list of runs");
+  return body;
 }

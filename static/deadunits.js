@@ -35,8 +35,14 @@ export function deadRows(timeline) {
     .sort((a, b) => (a.died_at ?? Infinity) - (b.died_at ?? Infinity) || a.unit - b.unit);
 }
 
-function csvField(value) {
-  const text = value === null || value === undefined ? "" : String(value);
+// A spreadsheet evaluates a cell that starts with one of these as a formula,
+// quoted or not (OWASP "CSV injection"): such cells get a leading apostrophe.
+const FORMULA_START = /^[=+\-@\t\r]/;
+
+/** One CSV field: formula starts neutralised, then RFC 4180 quoting. */
+export function csvField(value) {
+  let text = value === null || value === undefined ? "" : String(value);
+  if (FORMULA_START.test(text)) text = `'${text}`;
   return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
@@ -60,9 +66,43 @@ export function toJson(run, tag, timeline, rows) {
     tag,
     units: timeline.units,
     thresholds: timeline.thresholds,
-    dead_units: rows,
+    dead_units: rows.map((r) => Object.fromEntries(CSV_COLUMNS.map((c) => [c, r[c]]))),
   };
   return JSON.stringify(body, null, 2);
+}
+
+/**
+ * Which rule made a dead cell dead, from its active share (exact zero means
+ * never |a| > eps; the cell's share bits are 0 only then, docs/routes.md).
+ */
+export function deadRule(activeShare) {
+  return activeShare === 0 ? "never active" : "constant output (std ≈ 0)";
+}
+
+/**
+ * The last revival of a unit from its per-snapshot verdicts (`flags[i]`:
+ * dead, or dormant, by the definition at `steps[i]`): {revivedAt: the first
+ * step of its last return to life, or null; deadSince: the step from which
+ * it stays flagged to the end, or null}.
+ */
+export function revivalOf(steps, flags) {
+  let revivedAt = null;
+  let deadSince = null;
+  for (let i = 0; i < flags.length; i++) {
+    if (flags[i] && deadSince === null) deadSince = steps[i];
+    if (!flags[i]) {
+      if (deadSince !== null) revivedAt = steps[i];
+      deadSince = null;
+    }
+  }
+  return { revivedAt, deadSince };
+}
+
+/** "revived at s, dead again since t", "revived at s", "no" (`word`: dead or dormant). */
+export function revivalText({ revivedAt, deadSince }, word = "dead") {
+  if (revivedAt === null) return "no";
+  if (deadSince !== null) return `revived at ${revivedAt}, ${word} again since ${deadSince}`;
+  return `revived at ${revivedAt}`;
 }
 
 /** A file name stem safe on every file system. */

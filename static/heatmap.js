@@ -6,6 +6,7 @@
 // place that maps rows to units.
 
 import { h } from "./dom.js";
+import { deadRule, revivalOf, revivalText } from "./deadunits.js";
 import { formatNumber, formatPercent } from "./format.js";
 import {
   ACTIVE,
@@ -80,7 +81,9 @@ export function cssColor(rgb) {
 
 export const LEGEND = {
   activeRamp: ACTIVE_RAMP.map(cssColor),
-  dormant: cssColor(DORMANT_RAMP[1]),
+  // Dormant cells are shaded by active share like active ones: the swatch
+  // is the ramp they are drawn from, not one of its ends.
+  dormantRamp: DORMANT_RAMP.map(cssColor),
   dead: cssColor(DEAD_RGB),
   gradDormant: cssColor(ramp([ACTIVE_RAMP[3], GRAD_RGB], 0.6)),
 };
@@ -221,25 +224,47 @@ export class HeatMap {
   }
 }
 
+/** The per-snapshot verdicts of a ./unit response under its definition. */
+function unitFlags(unitData) {
+  const definition = (unitData.thresholds && unitData.thresholds.definition) || "dead";
+  if (definition === "dormant") return unitData.dead.map((d, i) => d || unitData.dormant[i]);
+  if (definition === "grad_dormant" && unitData.grad_dormant) return unitData.grad_dormant;
+  return unitData.dead;
+}
+
+/** "state: dead (never active)"; the active share once: exact when ./unit answered. */
+function stateLine(cell, exactShare) {
+  const rule = cell.state === "dead" ? ` (${deadRule(cell.share)})` : "";
+  let share = "";
+  if (exactShare !== undefined) share = ` · active share ${formatNumber(exactShare)}`;
+  else if (cell.share !== null) share = ` · active share ≈ ${formatPercent(cell.share)}`;
+  const grad = cell.gradDormant ? " · gradient-negligible" : "";
+  return `state: ${cell.state}${rule}${share}${grad}`;
+}
+
 /** Tooltip lines for a hovered cell (statistics from a ./unit response when known). */
 export function tooltipLines(run, tag, cell, timeline, unitData) {
   if (cell.unitStop - cell.unit > 1) return blockLines(run, tag, cell);
-  const share = cell.share === null ? "" : ` · active share ≈ ${formatPercent(cell.share)}`;
   const diedAt = timeline.died_at ? timeline.died_at[cell.unit] : null;
-  const revived = timeline.revived && timeline.revived[cell.unit] ? " · revived" : "";
   const dying =
     timeline.dying && timeline.dying[cell.unit] ? " · dying (active share falling)" : "";
-  const grad = cell.gradDormant ? " · gradient-negligible" : "";
+  const i = unitData ? unitData.steps.indexOf(cell.step) : -1;
+  const exact =
+    i >= 0 && unitData.stats.active_fraction ? unitData.stats.active_fraction[i] : undefined;
+  let revived = timeline.revived && timeline.revived[cell.unit] ? " · revived" : "";
+  if (revived && unitData)
+    revived = ` · ${revivalText(revivalOf(unitData.steps, unitFlags(unitData)))}`;
   const lines = [
     `unit ${cell.unit} · step ${cell.step}`,
     `${run} · ${tag}`,
-    `state: ${cell.state}${share}${grad}`,
+    stateLine(cell, exact),
     `died at: ${diedAt ?? "never"}${revived}${dying}`,
   ];
   if (!unitData) return [...lines, "statistics: loading…"];
-  const i = unitData.steps.indexOf(cell.step);
   if (i < 0) return lines;
-  const series = statSeries(unitData.stats, unitData.dormant_score);
+  const series = statSeries(unitData.stats, unitData.dormant_score).filter(
+    ([label]) => label !== "active share", // shown once, above
+  );
   return [
     ...lines,
     series.map(([label, values]) => `${label} ${formatNumber(values[i])}`).join(" · "),

@@ -5,6 +5,7 @@ import { DEFINITION_WORDS } from "./deadunits.js";
 import { button, h, replace } from "./dom.js";
 import { HeatMap, LEGEND } from "./heatmap.js";
 import { memo } from "./memo.js";
+import { columnTicks } from "./scale.js";
 import { splitLayerKey, thresholdKey, unitKey } from "./state.js";
 import { DeadTable } from "./table.js";
 import { unitDetail } from "./unitview.js";
@@ -24,7 +25,7 @@ function legend(withGrad) {
   const ramp = `linear-gradient(90deg, ${LEGEND.activeRamp.join(", ")})`;
   return [
     swatch(ramp, "active share 0 → 100%", "ramp"),
-    swatch(LEGEND.dormant, "dormant"),
+    swatch(`linear-gradient(90deg, ${LEGEND.dormantRamp.join(", ")})`, "dormant", "ramp"),
     swatch(LEGEND.dead, "dead"),
     withGrad ? swatch(LEGEND.gradDormant, "gradient-negligible") : null,
   ];
@@ -49,7 +50,9 @@ function metaLine(data) {
   const grad = Array.isArray(data.grad_dormant_now)
     ? `, ${data.grad_dormant_now.length} gradient-negligible`
     : "";
-  const dormant = `${data.dormant_now.length} dormant${grad}`;
+  // Dead units are dormant too (dead ⊆ dormant at any τ).
+  const dormantNow = new Set([...data.dormant_now, ...data.dead_now]).size;
+  const dormant = `${dormantNow} dormant${grad}`;
   const counts = `${data.dead_now.length} dead, ${dormant} (τ = ${t.tau ?? "?"}) now`;
   const by =
     t.definition && t.definition !== "dead"
@@ -61,19 +64,29 @@ function metaLine(data) {
 
 const CLICK = "click a row for its statistics";
 
-function stepAxis(data) {
+/** Step labels under the heat map's columns (about one per 90 px), and revival marks. */
+function stepAxis(data, matrix, width) {
   const steps = data.steps;
+  const columns = matrix.steps;
   const marks = (data.revivals || []).map((r) => {
     const i = steps.findIndex((s) => s >= r.step);
     const left = steps.length ? ((i < 0 ? steps.length - 1 : i) + 0.5) / steps.length : 0;
     const title = `step ${r.step}: ${r.units.length} units re-initialised`;
     return h("span", { className: "revival-mark", style: { left: `${left * 100}%` }, title });
   });
+  const labels = columnTicks(columns, Math.max(2, width / 90)).map((c) => {
+    const step = steps[matrix.stepBounds[c + 1] - 1];
+    const left = ((c + 0.5) / columns) * 100;
+    const style = { left: `${left}%` };
+    return h(
+      "span",
+      { className: "step-label", style, dataset: { testid: "step-label" } },
+      String(step),
+    );
+  });
   return [
-    h("span", {}, `step ${steps[0] ?? "—"}`),
-    h("span", { className: "muted" }, `snapshots →  (rows: units; ${CLICK})`),
-    h("span", {}, `step ${steps[steps.length - 1] ?? "—"}`),
-    marks,
+    h("div", { className: "step-labels" }, labels, marks),
+    h("div", { className: "muted small" }, `steps of the snapshots →  (rows: units; ${CLICK})`),
   ];
 }
 
@@ -140,8 +153,10 @@ export class LayerView {
       replace(this.meta, metaLine(data));
       replace(this.hints, hintList(data.hints), warningsBox(data.warnings));
       replace(this.legend, legend(Array.isArray(data.grad_dormant_count)));
-      replace(this.axis, stepAxis(data));
     });
+    this.showAxis = memo((data, matrix, width) =>
+      replace(this.axis, stepAxis(data, matrix, width)),
+    );
     this.showZoom = memo((matrix, units, zoomed) =>
       replace(
         this.zoomBar,
@@ -166,6 +181,7 @@ export class LayerView {
     this.units = data.units;
     this.showZoom(data.cells, data.units, Boolean(state.zooms && state.zooms[this.key]));
     this.heatmap.setData(data, data.cells, state.order);
+    this.showAxis(data, data.cells, width);
     this.heatmap.setSelectedUnit(selected);
     const drawn = this.heatmap.draw(width);
     if (drawn) measure(`deadneurons heatmap ${this.key}`, t0);

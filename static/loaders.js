@@ -55,14 +55,40 @@ export class Loaders {
     const s = this.store.get();
     const key = layerKey(run, tag);
     const view = layerView(s, run, tag, key); // wide layers: rows, zoom (zoom.js)
-    const params = { tau: s.tau, definition: s.definition, ...view };
+    const loss = s.lossTag ? { loss_tag: s.lossTag } : {};
+    const params = { tau: s.tau, definition: s.definition, ...view, ...loss };
     const request = () => timelineWithCells(run, tag, params);
-    const same = `${thresholdKey(s)}|${JSON.stringify(view)}`;
+    const same = `${thresholdKey(s)}|${JSON.stringify(view)}|${s.lossTag}`;
     return this.load("timelines", key, same, request, force);
   }
 
   loss(run, force) {
-    return this.load("losses", run, "", () => api.fetchLoss(run), force);
+    const tag = this.store.get().lossTag;
+    return this.load("losses", run, tag, () => api.fetchLoss(run, tag), force);
+  }
+
+  /** Every run's layers under the thresholds (the compare view, the runs table). */
+  compare(force) {
+    const s = this.store.get();
+    const params = { tau: s.tau, definition: s.definition };
+    return this.load("compare", "all", thresholdKey(s), () => api.fetchCompare(params), force);
+  }
+
+  /** TensorBoard's run list, once: the run colours. */
+  tbRuns() {
+    return this.load("tbRuns", "all", "", () => api.fetchTbRuns());
+  }
+
+  /**
+   * The selected runs' scalar tags for the loss picker, asked once per run
+   * when the picker is first opened (an error entry, e.g. 404 from a
+   * backend without the route, is not asked again).
+   */
+  scalarTags() {
+    const s = this.store.get();
+    for (const run of s.selectedRuns) {
+      if (!s.scalarTags[run]) this.load("scalarTags", run, "", () => api.fetchScalarTags(run));
+    }
   }
 
   /** A unit's statistics under the current thresholds. */
@@ -78,6 +104,8 @@ export class Loaders {
     const s = this.store.get();
     for (const { run, layer } of selectedPairs(s)) this.timeline(run, layer.tag);
     for (const run of s.selectedRuns) this.loss(run);
+    if (s.selectedRuns.length > 1) this.compare();
+    this.tbRuns();
     for (const [key, index] of Object.entries(s.selectedUnits)) {
       const { run, tag } = splitLayerKey(key);
       if (s.selectedLayers.includes(key)) this.unit(run, tag, index);
@@ -96,6 +124,7 @@ export class Loaders {
       const reload = selectedPairs(after).filter((p) => force || changed.has(p.key));
       for (const { run, layer } of reload) this.timeline(run, layer.tag, true);
       for (const run of new Set(reload.map((p) => p.run))) this.loss(run, true);
+      if (reload.length && after.selectedRuns.length > 1) this.compare(true);
       this.ensure();
     } catch (err) {
       this.store.update({ runsError: err });

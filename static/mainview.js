@@ -3,8 +3,10 @@
 
 import { h, replace } from "./dom.js";
 import { memo } from "./memo.js";
+import { CompareView } from "./compare.js";
 import { RunPanel, syncChildren } from "./runpanel.js";
-import { stepDomain } from "./selection.js";
+import { shareTop } from "./scale.js";
+import { mostDeadFirst, shownMaxShare, stepDomain } from "./selection.js";
 import { emptyState, errorBox, warningsBox } from "./widgets.js";
 
 const PICK = "Pick one or more runs on the left; several runs are shown side by side.";
@@ -17,12 +19,14 @@ const PAGES = {
 };
 
 export class MainView {
-  /** `on`: the layer views' handlers (layerview.js). */
+  /** `on`: the layer views' handlers (layerview.js) and the compare view's (compare.js). */
   constructor(on) {
     this.on = on;
     this.banner = h("div", { className: "banner" });
     this.root = h("main", { className: "main" });
-    this.grid = h("div", { className: "run-grid" });
+    this.compare = new CompareView(on);
+    this.runs = h("div", { className: "run-grid" });
+    this.grid = h("div", {}, this.compare.root, this.runs);
     this.panels = new Map();
     this.showBanner = memo((error, warnings) => {
       const read = " while reading the logs";
@@ -41,16 +45,21 @@ export class MainView {
     const page = pageName(state, selected);
     this.showPage(page);
     if (page !== "grid") return;
-    this.grid.classList.toggle("compare", selected.length > 1);
+    this.compare.update(state, theme);
+    this.runs.classList.toggle("compare", selected.length > 1);
     const make = (run) => new RunPanel(run, this.on);
+    const ordered = mostDeadFirst(selected);
     const panels = syncChildren(
-      this.grid,
+      this.runs,
       this.panels,
-      selected.map((r) => r.run),
+      ordered.map((r) => r.run),
       make,
     );
-    const domain = stepDomain(state, selected);
-    panels.forEach((panel, i) => panel.update(state, selected[i], domain, theme));
+    // Each card its own steps unless shared; one share axis for all cards.
+    const shared = stepDomain(state, selected);
+    const domain = (info) => (state.sharedSteps ? shared : stepDomain(state, [info]));
+    const top = shareTop(shownMaxShare(state));
+    panels.forEach((panel, i) => panel.update(state, ordered[i], domain(ordered[i]), top, theme));
   }
 }
 

@@ -3,6 +3,7 @@
 import { h } from "./dom.js";
 import { LayerView } from "./layerview.js";
 import { memo } from "./memo.js";
+import { selectedPairs } from "./selection.js";
 import { layerKey } from "./state.js";
 import { TimelineChart } from "./timeline.js";
 import { note } from "./widgets.js";
@@ -51,7 +52,8 @@ export function chartLayers(info, keys, timelines) {
       units: data.units,
       steps: data.steps,
       dead: data.dead_count,
-      dormant: data.dormant_count,
+      // Dead units are dormant too (older servers send only dormant_count).
+      dormant: data.dormant_or_dead_count || data.dormant_count,
       meanAbs: Array.isArray(data.mean_abs) ? data.mean_abs : null,
     });
     for (const r of data.revivals || []) revivals.push({ ...r, tag: data.tag });
@@ -89,30 +91,34 @@ export class RunPanel {
     this.root = h(
       "article",
       { className: "run-panel", dataset: { testid: "run-panel", run } },
-      h("h2", { className: "run-title" }, run),
+      h("h2", { className: "run-title", title: run }, run),
       this.chart.root,
       this.hint,
       this.layerBox,
     );
-    this.drawChart = memo((width, domain0, domain1, lossEntry, showMeanAbs, theme, ...datas) => {
-      const loss = lossEntry && lossEntry.data;
-      const chartLoss = loss && loss.step_unit !== "epoch" ? loss : null;
-      const { layers, revivals } = chartLayers(this.info, this.keys, this.timelines);
-      const model = {
-        width,
-        domain: [domain0, domain1],
-        loss: chartLoss,
-        lossNote: lossNote(lossEntry),
-      };
-      this.chart.draw({ ...model, showMeanAbs, layers, revivals });
-    });
+    this.drawChart = memo(
+      (width, domain0, domain1, top, lossEntry, showMeanAbs, theme, ...datas) => {
+        const loss = lossEntry && lossEntry.data;
+        const chartLoss = loss && loss.step_unit !== "epoch" ? loss : null;
+        const { layers, revivals } = chartLayers(this.info, this.keys, this.timelines);
+        const model = {
+          width,
+          domain: [domain0, domain1],
+          top,
+          loss: chartLoss,
+          lossNote: lossNote(lossEntry),
+        };
+        this.chart.draw({ ...model, showMeanAbs, layers, revivals });
+      },
+    );
   }
 
-  update(state, info, domain, theme) {
+  /** Draws the run on `domain` (its steps) with the share axis up to `top`. */
+  update(state, info, domain, top, theme) {
     const width = Math.floor(this.root.clientWidth - 2);
-    const keys = info.layers
-      .map((l) => layerKey(info.run, l.tag))
-      .filter((k) => state.selectedLayers.includes(k));
+    const keys = selectedPairs(state)
+      .filter((p) => p.run === info.run)
+      .map((p) => p.key);
     const views = syncChildren(
       this.layerBox,
       this.layers,
@@ -125,6 +131,7 @@ export class RunPanel {
     Object.assign(this, { info, keys, timelines: state.timelines });
     const datas = keys.map((k) => state.timelines[k] && state.timelines[k].data);
     const loss = state.losses[info.run];
-    this.drawChart(width, domain[0], domain[1], loss, state.showMeanAbs, theme, ...datas);
+    const [d0, d1] = domain;
+    this.drawChart(width, d0, d1, top, loss, state.showMeanAbs, theme, ...datas);
   }
 }

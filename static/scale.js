@@ -18,6 +18,44 @@ export function niceTicks(lo, hi, count) {
   return ticks;
 }
 
+/**
+ * About `count` ticks in [lo, hi] that are whole numbers (training steps):
+ * a step of 1, 2 or 5 x 10^k (2.5 only from 25 on), never below 1.
+ */
+export function stepTicks(lo, hi, count) {
+  if (!(hi > lo)) return [Math.round(lo)];
+  const raw = Math.max((hi - lo) / Math.max(count, 1), 1);
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const factors = mag >= 10 ? [1, 2, 2.5, 5, 10] : [1, 2, 5, 10];
+  const step = factors.map((f) => f * mag).find((v) => v >= raw * (1 - 1e-9));
+  const ticks = [];
+  for (let k = Math.ceil(lo / step - 1e-9); k * step <= hi + 1e-9; k++) ticks.push(k * step + 0);
+  return ticks;
+}
+
+/**
+ * The top of a share axis (0..1) that holds `max`: 100% when a share passes
+ * half, else the next tenth above it (at least 5%). One value for every card
+ * that shows the same quantity, so equal heights mean equal shares.
+ */
+export function shareTop(max) {
+  if (!(max > 0)) return 0.05;
+  return max > 0.5 ? 1 : Math.max(0.05, Math.ceil(max * 11) / 10);
+}
+
+/**
+ * About `count` evenly spread column indices of a heat map with `columns`
+ * columns, always the first and the last: where its step labels go.
+ */
+export function columnTicks(columns, count) {
+  if (columns <= 0) return [];
+  const n = Math.max(2, Math.min(columns, Math.floor(count)));
+  if (columns === 1) return [0];
+  const ticks = new Set();
+  for (let i = 0; i < n; i++) ticks.add(Math.round((i * (columns - 1)) / (n - 1)));
+  return [...ticks];
+}
+
 /** Powers of ten in [lo, hi] (both > 0), for a log axis. */
 export function logTicks(lo, hi) {
   const ticks = [];

@@ -1,7 +1,21 @@
 // What is selected and which requests that needs: pure functions of the
 // state (state.js) that return patches or lists.
 
+import { layerMatcher } from "./input.js";
 import { layerKey, splitLayerKey } from "./state.js";
+
+/** The most runs selected by default (the ones with the most dead units). */
+export const RUN_LIMIT = 4;
+
+/** A run's worst layer's dead share now (from ./runs). */
+export function worstShare(info) {
+  return Math.max(0, ...info.layers.map((l) => l.dead_fraction_now || 0));
+}
+
+/** `infos` (./runs entries) with the most dead first; ties keep their order. */
+export function mostDeadFirst(infos) {
+  return [...infos].sort((a, b) => worstShare(b) - worstShare(a));
+}
 
 /** The layers shown when a run is first selected: all of a small run, else the two worst. */
 export function defaultLayers(info) {
@@ -11,13 +25,19 @@ export function defaultLayers(info) {
   return chosen.map((l) => layerKey(info.run, l.tag));
 }
 
-/** [{run, layer, key}] of the selected layers of the selected runs, in ./runs order. */
+/**
+ * [{run, layer, key}] of the selected layers of the selected runs that pass
+ * the layer filter (it filters the main view as well as the list), in
+ * ./runs order.
+ */
 export function selectedPairs(state) {
   const pairs = [];
+  const matcher = layerMatcher(state.filter);
   for (const r of state.runs || []) {
     if (!state.selectedRuns.includes(r.run)) continue;
     for (const layer of r.layers) {
       const key = layerKey(r.run, layer.tag);
+      if (!matcher.test(r.run, layer.tag)) continue;
       if (state.selectedLayers.includes(key)) pairs.push({ run: r.run, layer, key });
     }
   }
@@ -58,14 +78,26 @@ export function zoomLayer(state, key, range) {
   return { zooms };
 }
 
-/** The patch of a ./runs response; the first response selects a few runs. */
+/**
+ * The patch of a ./runs response. The first response with runs selects
+ * the RUN_LIMIT runs with the most dead units (all when there are no more),
+ * unless the URL hash chose; a chosen run without layers chosen gets its
+ * default layers.
+ */
 export function runsPatch(state, body, now) {
   const runs = Array.isArray(body.runs) ? body.runs : [];
   const patch = { runs, runsError: null, runsWarnings: body.warnings || [], updatedAt: now };
   if (!state.selectedRuns.length && runs.length) {
-    patch.selectedRuns = runs.length <= 3 ? runs.map((r) => r.run) : [runs[0].run];
+    patch.selectedRuns = mostDeadFirst(runs)
+      .slice(0, RUN_LIMIT)
+      .map((r) => r.run);
     const picked = runs.filter((r) => patch.selectedRuns.includes(r.run));
     patch.selectedLayers = picked.flatMap(defaultLayers);
+  } else if (state.runs === null && runs.length) {
+    const has = (run) => state.selectedLayers.some((k) => splitLayerKey(k).run === run);
+    const bare = runs.filter((r) => state.selectedRuns.includes(r.run) && !has(r.run));
+    if (bare.length)
+      patch.selectedLayers = [...state.selectedLayers, ...bare.flatMap(defaultLayers)];
   }
   return patch;
 }
@@ -84,8 +116,9 @@ export function changedLayers(before, after) {
 }
 
 /**
- * The step axis shared by the panels of `infos` (selected runs): their
- * selected layers' snapshots and their losses logged per step.
+ * The step axis of the panels of `infos` (one run for a card's own axis,
+ * every selected run for the shared one): their selected layers' snapshots
+ * and their losses logged per step.
  */
 export function stepDomain(state, infos) {
   let lo = Infinity;
@@ -103,4 +136,25 @@ export function stepDomain(state, infos) {
     }
   }
   return Number.isFinite(lo) && Number.isFinite(hi) ? [lo, hi] : [0, 1];
+}
+
+/**
+ * The runs table sorted by `column`; the column it is `shown` sorted by
+ * ({column, descending}) flips direction. Shares sort worst first.
+ */
+export function sortBy(column, shown) {
+  const descending = shown.column === column ? !shown.descending : column !== "run";
+  return { compareSort: { column, descending } };
+}
+
+/** The largest dead or dormant share any shown layer has (the common share axis). */
+export function shownMaxShare(state) {
+  let max = 0;
+  for (const { key } of selectedPairs(state)) {
+    const data = state.timelines[key] && state.timelines[key].data;
+    if (!data || !data.units) continue;
+    const dormant = data.dormant_or_dead_count || data.dormant_count || [];
+    for (const c of [...data.dead_count, ...dormant]) max = Math.max(max, c / data.units);
+  }
+  return max;
 }

@@ -2,11 +2,12 @@
 
 import { h, replace } from "./dom.js";
 import { formatPercent } from "./format.js";
+import { layerMatcher, parseTau } from "./input.js";
 import { memo } from "./memo.js";
 import { TAU_PRESETS, layerKey } from "./state.js";
 
 const DEFINITIONS = [
-  ["dead", "dead (never active)"],
+  ["dead", "dead: never active or constant output"],
   ["dormant", "τ-dormant (ReDo score ≤ τ)"],
   ["grad_dormant", "gradient-negligible (mean |dL/da| score ≤ τ)"],
 ];
@@ -43,9 +44,12 @@ export class Sidebar {
         h("h2", {}, "Thresholds"),
         h("label", {}, "Definition", this.definition),
         h("label", {}, "Dormant threshold", this.tau, this.tauCustom),
+        this.tauError,
+        this.tauShown,
         h("label", {}, "Heat map rows", this.order),
+        h("label", { title: "The scalar drawn as each run's loss" }, "Loss", this.lossPicker),
       ),
-      h("section", {}, h("h2", {}, "Layers"), this.filter, this.layerList),
+      h("section", {}, h("h2", {}, "Layers"), this.filter, this.filterError, this.layerList),
     );
     this.renderDefinitions = memo((withGrad) => {
       const shown = DEFINITIONS.filter(([value]) => withGrad || value !== "grad_dormant");
@@ -54,6 +58,9 @@ export class Sidebar {
         shown.map(([value, text]) => option(value, text)),
       );
     });
+    this.renderLossTags = memo((runs, scalarTags, losses, chosen) =>
+      this.showLossTags(runs, scalarTags, losses, chosen),
+    );
     this.renderRuns = memo((names, selected, loaded) => this.showRuns(names, selected, loaded));
     this.renderLayers = memo((runs, selectedRuns, selectedLayers, filter, timelines) =>
       this.showLayers(runs, selectedRuns, selectedLayers, filter, timelines),
@@ -64,37 +71,63 @@ export class Sidebar {
     this.definition = select("definition", [], actions.setDefinition);
     const taus = [...TAU_PRESETS.map((t) => option(t, `τ = ${t}`)), option("custom", "custom…")];
     this.tau = select("tau", taus, (v) => this.pickTau(v));
+    // type=text: a number box reports "" for text it cannot parse, so a
+    // refusal could not name what was typed.
     this.tauCustom = h("input", {
-      ...{ className: "control", type: "number", min: "0", step: "0.005", placeholder: "τ" },
+      ...{ className: "control", type: "text", inputMode: "decimal", placeholder: "τ in [0, 1]" },
       ...{ hidden: true, dataset: { testid: "tau-custom" } },
     });
     this.tauCustom.addEventListener("change", () => {
-      const v = Number(this.tauCustom.value);
-      if (this.tauCustom.value !== "" && Number.isFinite(v) && v >= 0) actions.setTau(v);
+      const { tau, error } = parseTau(this.tauCustom.value);
+      if (error) actions.refuseTau(error);
+      else actions.setTau(tau);
     });
+    this.tauError = h("div", {
+      className: "field-error",
+      hidden: true,
+      dataset: { testid: "tau-error" },
+      attrs: { role: "alert" },
+    });
+    this.tauShown = h("div", { className: "muted small", dataset: { testid: "tau-shown" } });
+    this.lossPicker = select("loss-tag", [option("", "default")], actions.setLossTag);
+    this.lossPicker.addEventListener("focus", () => actions.wantLossTags());
+    this.lossPicker.addEventListener("pointerdown", () => actions.wantLossTags());
+    this.filterError = h("div", { className: "field-error", hidden: true });
     const orders = [option("died", "by died-at step"), option("index", "by unit index")];
     this.order = select("order", orders, actions.setOrder);
     this.filter = h("input", {
-      ...{ className: "control", type: "search", placeholder: "filter layers" },
+      ...{ className: "control", type: "search", placeholder: "filter layers (regex)" },
       ...{ dataset: { testid: "layer-filter" } },
     });
     this.filter.addEventListener("input", () => actions.setFilter(this.filter.value));
   }
 
+  /** A preset, or "custom": the box stays open until a preset is picked again. */
   pickTau(value) {
-    this.tauCustom.hidden = value !== "custom";
-    if (value === "custom") this.tauCustom.focus();
+    this.customOpen = value === "custom";
+    this.tauCustom.hidden = !this.customOpen;
+    if (this.customOpen) this.tauCustom.focus();
     else this.actions.setTau(Number(value));
   }
 
   render(state) {
     this.renderDefinitions(state.definition === "grad_dormant" || gradientsLogged(state.timelines));
     this.definition.value = state.definition;
-    if (this.tau.value !== "custom" || TAU_PRESETS.includes(state.tau)) {
-      this.tau.value = TAU_PRESETS.includes(state.tau) ? String(state.tau) : "custom";
-      this.tauCustom.hidden = this.tau.value !== "custom";
-    }
+    const custom = this.customOpen || !TAU_PRESETS.includes(state.tau);
+    this.tau.value = custom ? "custom" : String(state.tau);
+    this.tauCustom.hidden = !custom;
+    if (custom && !this.tauCustom.value && !state.tauError)
+      this.tauCustom.value = String(state.tau);
     this.order.value = state.order;
+    this.tauError.hidden = !state.tauError;
+    this.tauError.textContent = state.tauError;
+    this.tauCustom.classList.toggle("invalid", Boolean(state.tauError));
+    this.tauShown.textContent = `showing τ = ${state.tau}`;
+    const { error } = layerMatcher(state.filter);
+    this.filterError.hidden = !error;
+    this.filterError.textContent = error || "";
+    if (this.filter.value !== state.filter) this.filter.value = state.filter;
+    this.renderLossTags(state.selectedRuns, state.scalarTags, state.losses, state.lossTag);
     const names = (state.runs || []).map((r) => r.run);
     this.renderRuns(names.join("\u0000"), state.selectedRuns, state.runs !== null);
     const { runs, selectedRuns, selectedLayers, filter, timelines } = state;
@@ -117,13 +150,33 @@ export class Sidebar {
     replace(this.runList, names.length ? names.map(item) : none);
   }
 
+  /** The loss picker: "default" (the reader's choice, named) and the runs' scalar tags. */
+  showLossTags(runs, scalarTags, losses, chosen) {
+    const tags = new Set();
+    for (const run of runs) {
+      const entry = scalarTags[run];
+      const list = entry && entry.data && Array.isArray(entry.data.tags) ? entry.data.tags : [];
+      for (const t of list) tags.add(typeof t === "string" ? t : t && t.tag);
+    }
+    tags.delete(undefined);
+    if (chosen) tags.add(chosen);
+    const defaults = new Set(
+      runs.map((r) => losses[r] && losses[r].data && !chosen && losses[r].data.tag).filter(Boolean),
+    );
+    const label = defaults.size ? `default (${[...defaults].join(", ")})` : "default";
+    const options = [option("", label), ...[...tags].sort().map((t) => option(t, t))];
+    replace(this.lossPicker, options);
+    this.lossPicker.value = chosen;
+  }
+
   showLayers(runs, selectedRuns, selectedLayers, filter, timelines) {
-    const query = filter.trim().toLowerCase();
+    const matcher = layerMatcher(filter);
+    const query = filter.trim();
     const entries = [];
     for (const r of runs || []) {
       if (!selectedRuns.includes(r.run)) continue;
       for (const layer of r.layers) {
-        if (query && !`${r.run} ${layer.tag}`.toLowerCase().includes(query)) continue;
+        if (!matcher.test(r.run, layer.tag)) continue;
         const key = layerKey(r.run, layer.tag);
         entries.push(layerEntry(r.run, layer, key, timelines[key] && timelines[key].data));
       }
@@ -164,8 +217,8 @@ export class Sidebar {
       h(
         "span",
         { className: "layer-text" },
-        h("span", { className: "layer-name" }, l.tag),
-        multiRun ? h("span", { className: "layer-run" }, e.run) : null,
+        h("span", { className: "layer-name", title: l.tag }, l.tag),
+        multiRun ? h("span", { className: "layer-run", title: e.run }, e.run) : null,
         h(
           "span",
           { className: "layer-counts", dataset: { testid: "layer-counts" } },
@@ -180,7 +233,8 @@ export class Sidebar {
 /** A layer of the list: counts from its timeline when loaded, else from ./runs. */
 function layerEntry(run, layer, key, data) {
   const dead = data ? data.dead_now.length : layer.dead_count_now;
-  const dormant = data ? data.dormant_now.length : null;
+  // Dead units are dormant too: the count is of the union (dead ⊆ dormant).
+  const dormant = data ? new Set([...data.dormant_now, ...data.dead_now]).size : null;
   const grad = data && Array.isArray(data.grad_dormant_now) ? data.grad_dormant_now.length : null;
   const share = layer.units ? dead / layer.units : 0;
   return { run, layer, key, dead, dormant, grad, units: layer.units, share };

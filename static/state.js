@@ -34,12 +34,20 @@ export function initialState() {
     definition: "dead",
     tau: 0.1,
     order: "died", // heat map rows: "died" (by died-at step) or "index"
+    sharedSteps: false, // one step axis for every card (else each its own)
+    lossTag: "", // the loss scalar chosen in the picker ("": the reader's choice)
+    compareTag: "", // the layer the compare view shows ("": the most shared)
+    compareSort: { column: "", descending: true }, // runs table ("": worst layer first)
+    tauError: "", // why the typed τ was refused ("" when it was not)
     live: true,
     showMeanAbs: false, // the layers' mean |a| on the timeline chart
     theme: "light",
     // Responses, each {status: "loading"|"ok"|"error", params, data, error}:
     timelines: {}, // layer key -> ./timeline (data.cells: the decoded matrix)
     losses: {}, // run -> ./loss
+    compare: {}, // "all" -> ./compare (every run's layers under the thresholds)
+    tbRuns: {}, // "all" -> TensorBoard's data/runs (its order gives the run colours)
+    scalarTags: {}, // run -> ./scalar_tags (the loss picker's choices)
     units: {}, // unit key -> ./unit
     selectedUnits: {}, // layer key -> unit index
     zooms: {}, // layer key -> [unit_start, unit_stop) the heat map zooms into

@@ -2,7 +2,17 @@
 // Rows and file contents come from deadunits.js. A wide layer's table is
 // paged: MAX_ROWS rows in the DOM at a time, the exports hold all.
 
-import { DEFINITION_WORDS, definitionOf, deadRows, fileStem, toCsv, toJson } from "./deadunits.js";
+import {
+  DEFINITION_WORDS,
+  definitionOf,
+  deadRows,
+  fileStem,
+  revivalOf,
+  revivalText,
+  toCsv,
+  toJson,
+} from "./deadunits.js";
+import { DEAD, DORMANT, cellGradDormant, cellState } from "./matrix.js";
 import { button, h, replace } from "./dom.js";
 import { formatNumber } from "./format.js";
 import { memo } from "./memo.js";
@@ -11,10 +21,32 @@ const MAX_ROWS = 400;
 const COLUMNS = [
   ["unit", (r) => String(r.unit)],
   ["died at", (r) => (r.died_at === null ? "—" : String(r.died_at))],
-  ["revived", (r) => (r.revived ? "yes" : "no")],
+  ["revived", (r) => r.revivedText || (r.revived ? "yes" : "no")],
   ["dormant score now", (r) => formatNumber(r.dormant_score_now)],
   ["gradient-negligible now", (r) => ({ true: "yes", false: "no" })[r.grad_dormant_now] ?? "—"],
 ];
+
+/**
+ * Rows with `revivedText` ("revived at s, dead again since t") where the
+ * timeline's matrix holds one column per snapshot and one row per unit.
+ */
+function withRevivals(rows, timeline) {
+  const m = timeline.cells;
+  if (!m || !m.wholeLayer || m.steps !== timeline.steps.length) return rows;
+  const definition = definitionOf(timeline);
+  const flagged = (byte) => {
+    const state = cellState(byte);
+    if (definition === "grad_dormant") return cellGradDormant(byte);
+    return state === DEAD || (definition === "dormant" && state === DORMANT);
+  };
+  const word = DEFINITION_WORDS[definition] || "dead";
+  return rows.map((r) => {
+    if (!r.revived) return r;
+    const row = m.bytes.subarray(r.unit * m.steps, (r.unit + 1) * m.steps);
+    const story = revivalOf(timeline.steps, Array.from(row, flagged));
+    return { ...r, revivedText: revivalText(story, word) };
+  });
+}
 
 function download(name, type, text) {
   const url = URL.createObjectURL(new Blob([text], { type }));
@@ -63,7 +95,8 @@ export class DeadTable {
 
   show(run, tag, timeline) {
     const same = this.run === run && this.tag === tag;
-    Object.assign(this, { run, tag, timeline, rows: deadRows(timeline) });
+    const rows = withRevivals(deadRows(timeline), timeline);
+    Object.assign(this, { run, tag, timeline, rows });
     if (!same) this.page = 0;
     const definition = definitionOf(timeline);
     const tau = definition === "dead" ? "" : ` (τ = ${timeline.thresholds.tau})`;

@@ -5,24 +5,26 @@
 
 import { cssVar, h, replace, s } from "./dom.js";
 import { floorIndex, formatNumber, formatPercent, nearestIndex } from "./format.js";
-import { linePath, linear, logTicks, niceTicks, tickLabels } from "./scale.js";
+import { linePath, linear, logTicks, niceTicks, stepTicks, tickLabels } from "./scale.js";
 
-const HEIGHT = 220;
-const M = { top: 14, right: 58, bottom: 28, left: 48 };
+const SHARE_HEIGHT = 220;
+// With mean |a| on, its lines get a band of their own below the shares.
+const MEAN_ABS_BAND = 70;
+const M = { top: 24, right: 58, bottom: 28, left: 48 };
 
 function hasSteps(series) {
   return Boolean(series && series.steps && series.steps.length);
 }
 
-/** The top of the share axis: 100% when a share passes half, else just above the highest. */
-function shareTop(layers) {
+/** The largest dead or dormant share the chart layers hold (0..1). */
+export function layersMaxShare(layers) {
   let max = 0;
   for (const layer of layers) {
     for (let i = 0; i < layer.steps.length; i++) {
       max = Math.max(max, layer.dead[i] / layer.units, layer.dormant[i] / layer.units);
     }
   }
-  return max > 0.5 ? 1 : Math.max(0.05, Math.ceil(max * 11) / 10);
+  return max;
 }
 
 /** The loss axis: log when the loss spans more than 50x, else linear with 5% padding. */
@@ -39,17 +41,23 @@ function lossScale(loss, y0, y1) {
   return { ly: linear(lo - pad, hi + pad, y0, y1), ticks: niceTicks(lo - pad, hi + pad, 4) };
 }
 
-/** Scales of a chart model at `width` pixels. */
+/** The chart's height: the share chart, and the mean |a| band when shown. */
+function chartHeight(model) {
+  return SHARE_HEIGHT + (model.showMeanAbs ? MEAN_ABS_BAND : 0);
+}
+
+/** Scales of a chart model at `width` pixels; `model.top` is the share axis' top (0..1). */
 export function chartScales(model, width) {
   const [x0, x1] =
     model.domain[1] > model.domain[0] ? model.domain : [model.domain[0], model.domain[0] + 1];
   const iw = width - M.left - M.right;
-  const ih = HEIGHT - M.top - M.bottom;
+  const ih = SHARE_HEIGHT - M.top - M.bottom;
   const bottom = M.top + ih;
-  const top = shareTop(model.layers);
+  const top = model.top;
   const loss = hasSteps(model.loss) ? lossScale(model.loss, bottom, M.top) : null;
   return {
     width,
+    height: chartHeight(model),
     iw,
     ih,
     bottom,
@@ -76,18 +84,20 @@ function axisNodes(sc, colors) {
       ),
     );
   }
-  for (const t of niceTicks(sc.x0, sc.x1, Math.max(2, Math.floor(iw / 90)))) {
+  for (const t of stepTicks(sc.x0, sc.x1, Math.max(2, Math.floor(iw / 90)))) {
     const x = sx(t);
     nodes.push(
       s("line", { x1: x, x2: x, y1: bottom, y2: bottom + 4, stroke: colors.fg }),
       s(
         "text",
-        { x, y: HEIGHT - 8, "text-anchor": "middle", fill: colors.fg, class: "tick" },
+        { x, y: bottom + 18, "text-anchor": "middle", fill: colors.fg, class: "tick step-tick" },
         String(t),
       ),
     );
   }
-  nodes.push(s("text", { x: 4, y: M.top - 3, fill: colors.fg, class: "axis-label" }, "units"));
+  // Above the top tick label (at M.top + 4), never over it.
+  const title = { x: 4, y: M.top - 12, fill: colors.fg, class: "axis-label" };
+  nodes.push(s("text", title, "share of units"));
   if (sc.loss) nodes.push(...lossAxisNodes(sc, colors));
   nodes.push(
     s("rect", { x: M.left, y: M.top, width: iw, height: ih, fill: "none", stroke: colors.grid }),
@@ -104,7 +114,7 @@ function lossAxisNodes(sc, colors) {
   const x = M.left + sc.iw + 6;
   const attrs = { fill: colors.loss, class: "tick" };
   const nodes = inside.map((t, i) => s("text", { x, y: ly(t) + 4, ...attrs }, labels[i]));
-  const label = { x: sc.width - 4, y: M.top - 3, "text-anchor": "end", fill: colors.loss };
+  const label = { x: sc.width - 4, y: M.top - 12, "text-anchor": "end", fill: colors.loss };
   nodes.push(s("text", { ...label, class: "axis-label" }, "loss"));
   return nodes;
 }
@@ -129,12 +139,28 @@ function revivalNodes(revivals, sc, color) {
   });
 }
 
-/** The layer's mean |a| scaled to its own maximum (the readout shows the values). */
+/** The band below the share chart where mean |a| is drawn: [top, bottom] in pixels. */
+function meanAbsBand(sc) {
+  return [SHARE_HEIGHT + 4, sc.height - 8];
+}
+
+/** The layer's mean |a| in its band, scaled to its own maximum (the readout shows values). */
 function meanAbsPath(layer, sc) {
   const finite = layer.meanAbs.filter((v) => Number.isFinite(v));
   const max = Math.max(...finite, 0);
-  const sy = linear(0, max || 1, sc.bottom, M.top);
+  const [top, bottom] = meanAbsBand(sc);
+  const sy = linear(0, max || 1, bottom, top);
   return linePath(layer.steps, layer.meanAbs, sc.sx, sy);
+}
+
+function meanAbsFrame(sc, colors) {
+  const [top, bottom] = meanAbsBand(sc);
+  const frame = { x: M.left, y: top, width: sc.iw, height: bottom - top };
+  const label = { x: 4, y: top + 12, fill: colors.fg, class: "axis-label" };
+  return [
+    s("rect", { ...frame, fill: "none", stroke: colors.grid, class: "mean-abs-band" }),
+    s("text", label, "mean |a|"),
+  ];
 }
 
 function seriesNodes(model, sc, colors) {
@@ -144,6 +170,9 @@ function seriesNodes(model, sc, colors) {
   if (sc.loss) {
     const d = linePath(model.loss.steps, model.loss.values, sc.sx, sc.loss.ly);
     nodes.push(line(d, colors.loss, 1.5, { class: "loss-line", opacity: 0.85 }));
+  }
+  if (model.showMeanAbs && model.layers.some((l) => l.meanAbs)) {
+    nodes.push(...meanAbsFrame(sc, colors));
   }
   for (const layer of model.layers) {
     const shares = (counts) => counts.map((c) => c / layer.units);
@@ -207,7 +236,7 @@ export class TimelineChart {
   constructor() {
     this.readout = h("div", { className: "readout", dataset: { testid: "readout" } });
     this.note = h("div", { className: "chart-note" });
-    this.svg = s("svg", { class: "timeline-svg", height: HEIGHT, "data-testid": "timeline" });
+    this.svg = s("svg", { class: "timeline-svg", height: SHARE_HEIGHT, "data-testid": "timeline" });
     this.legend = h("div", { className: "chart-legend" });
     this.root = h("div", { className: "timeline" }, this.readout, this.svg, this.legend, this.note);
     this.model = null;
@@ -242,7 +271,8 @@ export class TimelineChart {
       visibility: "hidden",
     });
     this.svg.setAttribute("width", width);
-    this.svg.setAttribute("viewBox", `0 0 ${width} ${HEIGHT}`);
+    this.svg.setAttribute("height", sc.height);
+    this.svg.setAttribute("viewBox", `0 0 ${width} ${sc.height}`);
     replace(
       this.svg,
       axisNodes(sc, colors),

@@ -13,8 +13,15 @@ function checkbox(label, testid, checked, onChange) {
 }
 
 export class TopBar {
-  /** actions: setLive(on), setShowMeanAbs(on), refresh() */
+  /** actions: setLive(on), setShowMeanAbs(on), setSharedSteps(on), refresh() */
   constructor(actions) {
+    const [shared, sharedLabel] = checkbox(
+      "shared step axis",
+      "shared-steps",
+      false,
+      actions.setSharedSteps,
+    );
+    sharedLabel.title = "One step range for every run's card (else each card shows its own)";
     this.status = h("span", { className: "status muted small", dataset: { testid: "status" } });
     const [live, liveLabel] = checkbox("live", "live", true, actions.setLive);
     const [meanAbs, meanAbsLabel] = checkbox(
@@ -25,7 +32,7 @@ export class TopBar {
     );
     meanAbsLabel.title =
       "Draw each layer's mean |activation| on the timeline (scaled to its maximum)";
-    Object.assign(this, { live, meanAbs });
+    Object.assign(this, { live, meanAbs, shared });
     const refresh = button("Refresh", "refresh", actions.refresh);
     const spacer = h("span", { className: "spacer" });
     const title = h("h1", {}, "Dead neurons");
@@ -35,6 +42,7 @@ export class TopBar {
       title,
       this.status,
       spacer,
+      sharedLabel,
       meanAbsLabel,
       liveLabel,
       refresh,
@@ -49,6 +57,7 @@ export class TopBar {
   render(state) {
     this.live.checked = state.live;
     this.meanAbs.checked = state.showMeanAbs;
+    this.shared.checked = state.sharedSteps;
     this.showStatus(state.updatedAt, state.live);
   }
 }

@@ -29,6 +29,7 @@ import os
 
 from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util
+from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
@@ -169,6 +170,7 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
             "/unit": self._serve_unit,
             "/loss": self._serve_loss,
             "/scalar_tags": self._serve_scalar_tags,
+            "/compare": self._serve_compare,
             "/index.js": self._serve_index,
             "/static/*": self._serve_static,
         }
@@ -230,6 +232,22 @@ class DeadNeuronsPlugin(base_plugin.TBPlugin):
     def _serve_scalar_tags(self, request):
         run = _param(request, "run")
         return _json(request, routes.scalar_tags_impl(self._reader(request), run))
+
+    @wrappers.Request.application
+    def _serve_compare(self, request):
+        query = query_from(request)
+        hparams = routes.hparams_from(self._hparams_listing(request))
+        body = routes.compare_impl(self._reader(request), query, hparams)
+        return _json(request, body)
+
+    def _hparams_listing(self, request) -> dict:
+        """The HParams plugin's session-start series, as its own backend reads them."""
+        return self._provider.list_tensors(
+            plugin_util.context(request.environ),
+            experiment_id=plugin_util.experiment_id(request.environ),
+            plugin_name=routes.HPARAMS_PLUGIN,
+            run_tag_filter=provider.RunTagFilter(tags=[routes.HPARAMS_TAG]),
+        )
 
     # --- static files -------------------------------------------------------
 

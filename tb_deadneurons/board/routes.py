@@ -244,6 +244,8 @@ def _timeline_layer(rd, run, tag, query, loss_samples, loss_tag=None):
         "dead_count": result.dead_count,
         "dormant_count": result.dormant_count,
         "grad_dormant_count": result.grad_dormant_count,
+        # What the dashboard shows as dormant: dead units are dormant too.
+        "dormant_or_dead_count": flagged(result, "dormant").sum(axis=1).tolist(),
         "mean_abs": layer_mean_abs(stats),
         "died_at": result.died_at(),
         "revived": result.revived().tolist(),
@@ -331,3 +333,106 @@ def scalar_tags_impl(rd: reader.Reader, run: str) -> dict:
         "tags": rd.scalar_tags(run),
         "loss_tag": found.tag if found else None,
     }
+
+
+# --- compare (issue 19): one layer across runs, runs x layers ---------------
+
+HPARAMS_PLUGIN = "hparams"
+HPARAMS_TAG = "_hparams_/session_start_info"
+
+
+def flagged(result, definition: str) -> np.ndarray:
+    """bool [T, U]: units counted under ``definition``; "dormant" counts the
+    dead too (a unit with zero output is dormant at any tau; one dead by the
+    constant-output rule may have a high score), so dead <= dormant."""
+    if definition == "dormant":
+        return result.dead | result.dormant
+    return result.by_definition
+
+
+def _compare_layer(rd: reader.Reader, run: str, tag: str, query: Query) -> dict:
+    _, _, result, warnings = classified(rd, run, tag, query)
+    flags = flagged(result, query.definition)
+    counts = flags.sum(axis=1).tolist()
+    died = result.died_at()
+    steps = result.steps.tolist()
+    where = {s: i for i, s in enumerate(steps)}
+    died_counts = [0] * len(steps)
+    for s in died:
+        if s is not None:
+            died_counts[where[s]] += 1
+    return {
+        "tag": tag,
+        "units": result.units,
+        "steps": steps,
+        "count": counts,
+        "count_now": counts[-1] if counts else 0,
+        "share_now": counts[-1] / result.units if counts and result.units else 0.0,
+        "died_at_counts": died_counts,
+        "warnings": warnings,
+    }
+
+
+def compare_impl(rd: reader.Reader, query: Query, hparams: dict | None = None) -> dict:
+    """The ``./compare`` body: every run's layers counted under ``query``
+    (per step and now, died-at per step) and each run's hyperparameters.
+
+    A layer that cannot be classified under the definition (grad_dormant
+    without the gradient row) is left out with a warning, never a 400.
+    """
+    layers, warnings = rd.layers()
+    hparams = hparams or {}
+    runs = []
+    for run, tags in layers.items():
+        entries = []
+        for tag in tags:
+            try:
+                entries.append(_compare_layer(rd, run, tag, query))
+            except errors.InvalidArgumentError as e:
+                warnings.append(f"run {run}, tag {tag}: {e}")
+        for entry in entries:
+            warnings += entry.pop("warnings")
+        found = run_hparams(run, hparams)
+        runs.append({"run": run, "hparams": found, "layers": entries})
+    return {
+        "thresholds": {"definition": query.definition, "tau": query.tau},
+        "runs": runs,
+        "warnings": list(dict.fromkeys(warnings)),
+    }
+
+
+def run_hparams(run: str, hparams: dict) -> dict:
+    """The hyperparameters of ``run``: its own, else those of the nearest
+    run above it (Keras writes them in ``log_dir``, the snapshots in
+    ``log_dir/train``), else {}."""
+    parts = run.split("/")
+    for n in range(len(parts), 0, -1):
+        found = hparams.get("/".join(parts[:n]))
+        if found is not None:
+            return found
+    return hparams.get(".", {})
+
+
+def hparams_from(listing: dict) -> dict:
+    """{run: {name: value}} from the HParams plugin's session-start series
+    (``data_provider.list_tensors(plugin_name="hparams")``); a run whose
+    plugin data cannot be read is left out."""
+    from google.protobuf import json_format
+    from tensorboard.plugins.hparams import metadata as hp_metadata
+
+    out = {}
+    for run, tags in listing.items():
+        series = tags.get(HPARAMS_TAG)
+        if series is None:
+            continue
+        try:
+            info = hp_metadata.parse_session_start_info_plugin_data(
+                series.plugin_content
+            )
+        except Exception:  # noqa: BLE001 - any unreadable content: no hparams
+            continue
+        out[run] = {
+            name: json_format.MessageToDict(value)
+            for name, value in sorted(info.hparams.items())
+        }
+    return out

@@ -261,6 +261,7 @@ def test_dashboard_works_under_path_prefix_and_shows_new_snapshots(page, live_lo
         expect(
             frame.locator('[data-testid=layer-item][data-tag="dense"] input')
         ).to_be_checked()
+        page.goto("about:blank")
 
 
 def test_screenshot_of_demo_logs_shows_dying_run_worse_than_healthy(
@@ -314,6 +315,7 @@ def test_screenshot_of_demo_logs_shows_dying_run_worse_than_healthy(
         # created by a test run.
         if os.environ.get("UPDATE_SCREENSHOT") == "1":
             page.screenshot(path=os.path.join(REPO, "docs", "screenshot.png"))
+        page.goto("about:blank")  # no poll may reach the server once it is gone
 
 
 def test_empty_logdir_shows_snippet_then_runs_once_logged(page, tmp_path_factory):

@@ -6,6 +6,7 @@ Real ``tensorboard`` and Debian's Chromium on a planted 4,096-unit layer
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -35,6 +36,13 @@ def wide_url(tmp_path_factory):
         yield base
 
 
+def _row_y(box, row):
+    """A page y inside heat-map row ``row`` (1 CSS px per row). Chromium
+    truncates a mouse position to whole pixels, so with the canvas at a
+    fractional y the row's middle can land on the row above."""
+    return math.ceil(box["y"] + row * box["height"] / ROWS)
+
+
 def test_wide_layer_rows_zoom_and_table_pages(page, wide_url):
     frame, _ = open_dashboard(page, wide_url)
     view = frame.locator("[data-testid=layer-view][data-tag=ffn]")
@@ -46,7 +54,7 @@ def test_wide_layer_rows_zoom_and_table_pages(page, wide_url):
     assert box["height"] == pytest.approx(ROWS, abs=1)  # one CSS pixel per row
     tooltip = frame.locator("[data-testid=tooltip]")
     row_of_3000 = 3000 * ROWS // UNITS  # rows hold 8 units each here
-    y = box["y"] + (row_of_3000 + 0.5) * box["height"] / ROWS
+    y = _row_y(box, row_of_3000)
     page.mouse.move(box["x"] + box["width"] - 2, y)
     expect(tooltip).to_contain_text("units 3000–3007 · step 180")
     expect(tooltip).to_contain_text("1 of 8 units dead")
@@ -54,11 +62,11 @@ def test_wide_layer_rows_zoom_and_table_pages(page, wide_url):
     page.mouse.click(box["x"] + box["width"] - 2, y)
     expect(bar).to_contain_text("units 2748–3259 of 4096 · one row per unit")
     box = canvas.bounding_box()
-    y = box["y"] + (3000 - 2748 + 0.5) * box["height"] / ROWS
+    y = _row_y(box, 3000 - 2748)
     page.mouse.move(box["x"] + box["width"] - 2, y)
     expect(tooltip).to_contain_text("unit 3000 · step 180")
     expect(tooltip).to_contain_text("state: dead")
-    page.mouse.move(box["x"] + box["width"] - 2, y + box["height"] / ROWS)
+    page.mouse.move(box["x"] + box["width"] - 2, _row_y(box, 3001 - 2748))
     expect(tooltip).to_contain_text("unit 3001 · step 180")
     expect(tooltip).to_contain_text("state: active")
 
