@@ -147,7 +147,8 @@ def main() -> None:
             print(
                 f"{name}: snapshot/forward  device min {dev[0] / fwd[0]:.2f} "
                 f"median {dev[1] / fwd[1]:.2f};  whole min {full[0] / fwd[0]:.2f} "
-                f"median {full[1] / fwd[1]:.2f}  (forward {fwd[0] * 1e6:.0f} us)"
+                f"median {full[1] / fwd[1]:.2f}  (forward {fwd[0] * 1e6:.0f} us, "
+                f"whole snapshot {full[0] * 1e6:.0f} us)"
             )
 
 
