@@ -14,9 +14,6 @@ writer folder per framework (``keras/``, ``tf/``, ``torch/``).
 
 import importlib
 
-# keras/revive.py imports only numpy at import time.
-from tb_deadneurons.keras.revive import revive
-
 __version__ = "0.2.0"
 
 __all__ = ["DeadNeuronCallback", "revive", "__version__"]
@@ -27,10 +24,16 @@ _MOVED = {"events": "tb_deadneurons.format.events"}
 
 
 def __getattr__(name):
+    # Lazy: the Keras writer imports Keras, which the torch and jax writers
+    # and the readers must not pull in.
     if name == "DeadNeuronCallback":
         from tb_deadneurons.keras.callback import DeadNeuronCallback
 
         return DeadNeuronCallback
+    if name == "revive":
+        from tb_deadneurons.keras.revive import revive
+
+        return revive
     if name in _MOVED:
         return importlib.import_module(_MOVED[name])
     raise AttributeError(f"module 'tb_deadneurons' has no attribute {name!r}")

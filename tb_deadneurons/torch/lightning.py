@@ -1,7 +1,7 @@
 """A Lightning ``Callback`` that writes into the run of ``TensorBoardLogger``.
 
-Needs the optional ``lightning`` package (``pip install
-"tb_deadneurons[lightning]"``).
+Needs the optional ``lightning`` package (``pip install -e ".[lightning]"``
+from a checkout).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A Hugging Face ``TrainerCallback`` that writes into the Trainer's TensorBoard run.
 
 Needs the optional ``transformers`` package (and ``accelerate``, which the
-``Trainer`` needs): ``pip install "tb_deadneurons[transformers]"``. Works with
+``Trainer`` needs): ``pip install -e ".[transformers]"``. Works with
 transformers 4.x and 5.x: the run directory is read from the Trainer's
 ``TensorBoardCallback`` (its writer's ``log_dir``, else its ``logging_dir``),
 else from ``TrainingArguments.logging_dir`` where it still exists (4.x).
