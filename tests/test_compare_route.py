@@ -7,7 +7,14 @@ from __future__ import annotations
 import pytest
 from werkzeug.test import Client
 
-from tests.browser.sweep import SWEEP, SWEEP_STEPS, UNITS, sweep_run, write_sweep
+from tests.browser.sweep import (
+    SWEEP,
+    SWEEP_STEPS,
+    UNITS,
+    sweep_run,
+    write_lengths,
+    write_sweep,
+)
 from tests.test_plugin_routes import get, make_app
 
 
@@ -59,6 +66,24 @@ def test_compare_dormant_counts_include_the_dead_at_tau_zero(sweep):
             c >= t["dead"][s]
             for s, c in zip(layer["steps"], layer["count"], strict=True)
         )
+
+
+def test_a_unit_dead_by_constant_output_counts_as_dormant_at_any_tau(
+    tmp_path_factory,
+):
+    # "long"/"tanh": one saturated unit (constant output, ReDo score ~1.2)
+    # and one never-active unit. Both are dead; at tau 0 only the silent one
+    # has score 0, yet the dormant count holds both (dead <= dormant).
+    logdir = str(tmp_path_factory.mktemp("lengths"))
+    write_lengths(logdir)
+    client = Client(make_app(logdir))
+    dead = _layer(get(client, "compare"), "long", "tanh")[1]
+    dormant = _layer(get(client, "compare?definition=dormant&tau=0"), "long", "tanh")[1]
+    assert dead["count_now"] == 2
+    assert dormant["count_now"] == 2
+    timeline = get(client, "timeline?run=long&tag=tanh&tau=0")
+    assert timeline["dormant_count"][-1] == 1  # the rule itself: score <= 0
+    assert timeline["dormant_or_dead_count"][-1] == 2
 
 
 def test_compare_refuses_bad_thresholds(sweep):
