@@ -7,7 +7,7 @@ per-round ratios:
 - floor: one snapshot (``monitor.step()`` at ``every_n_steps=1``: the probe
   pass with its statistics, one host transfer, encoding, events queued)
   against the floor, the same model's forward of the same probe batch under
-  ``torch.no_grad()``, on a small CNN (probe 256), a ResNet-18-like CNN
+  ``torch.no_grad()`` in eval mode, on a small CNN (probe 256), a ResNet-18-like CNN
   (32x32, probe 32) and GPT-2 tiny (Hugging Face ``GPT2LMHeadModel`` from a
   config: 2 layers, width 256, probe 8 x 128 tokens);
 - whole training: wall time of a training loop with the monitor (defaults,
@@ -121,7 +121,9 @@ def floor(reps: int, logdir: str) -> None:
     print("snapshot / no_grad forward of the probe batch (min / median)")
     for name, (build, make_probe) in FLOOR_MODELS.items():
         torch.manual_seed(0)
-        model, probe = build(), make_probe()
+        # Dropout off for the forward too, as in the probe (GPT-2's dropout
+        # alone made the training-mode forward dearer than a snapshot).
+        model, probe = build().eval(), make_probe()
         monitor = DeadNeuronMonitor(
             model, f"{logdir}/{len(name)}", probe_data=probe, every_n_steps=1
         )
