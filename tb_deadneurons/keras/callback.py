@@ -54,10 +54,11 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         multi-input models), an ``(x, y)`` tuple, or a batched
         ``tf.data.Dataset`` or torch ``DataLoader`` whose first batch is
         used. A few hundred samples are plenty.
-      every_n_batches: snapshot period in training batches (>= 1). The
-        default, 100, keeps the cost near 1-2 % of training time with a probe
-        of 256 samples, and gives a few hundred snapshots over 20k-40k
-        batches; lower it for short runs.
+      every_n_batches: snapshot period in training batches (>= 1). A
+        snapshot costs about 1-2 forward passes of the probe batch (measured
+        per model in docs/scale.md); the default, 100, gives a few hundred
+        snapshots over 20k-40k batches; lower it for short runs, raise it
+        where one step is much cheaper than a probe forward.
       layers: tag paths (``"block/ffn/up"``), unique suffixes of them
         (``"up"``) or layer objects to watch, every call of each;
         ``"path:input"`` names a layer's input instead of its output.
