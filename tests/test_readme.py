@@ -31,7 +31,9 @@ BLOCKS = _blocks(README)
 EXTRAS = {
     "keras": ("tensorflow", "tensorflow-cpu", "jax", "keras-torch"),
     "tensorflow": ("tensorflow", "tensorflow-cpu"),
-    "torch": ("torch", "lightning", "keras-torch"),
+    "torch": ("torch", "lightning", "keras-torch", "transformers"),
+    "transformers": ("transformers",),
+    "flax": ("flax",),
     "matplotlib": ("notebook",),
     "pandas": ("notebook",),
 }
