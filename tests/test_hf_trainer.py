@@ -99,11 +99,8 @@ def test_the_trainers_train_loss_is_the_loss_and_no_restart_is_warned(trained):
     assert not any("steps go back" in w for w in logs.warnings), logs.warnings
     from tb_deadneurons.board import reader
 
-    rd = reader.Reader(
-        reader.local_data_provider(os.path.join(out, "runs")),
-        "",
-        downsample=reader.ALL_SAMPLES,
-    )
+    provider, _ = reader.local_data_provider(os.path.join(out, "runs"))
+    rd = reader.Reader(provider, "", downsample=reader.ALL_SAMPLES)
     (run,) = logs.layers
     loss = rd.loss(run)
     assert loss.tag == "train/loss" and loss.step_unit == "batch"

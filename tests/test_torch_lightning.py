@@ -67,9 +67,8 @@ def test_callback_snapshots_land_in_the_loggers_run_on_its_steps(tmp_path):
     theirs = {e.step: e.value for e in acc.Scalars("train_loss")}
     assert sorted(theirs) == list(range(8))
     assert all(abs(theirs[s] - net.seen[s]) < 1e-6 for s in theirs)
-    rd = reader.Reader(
-        reader.local_data_provider(logger.log_dir), "", downsample=reader.ALL_SAMPLES
-    )
+    provider, _ = reader.local_data_provider(logger.log_dir)
+    rd = reader.Reader(provider, "", downsample=reader.ALL_SAMPLES)
     loss = rd.loss(".")
     assert loss.tag == "train_loss" and loss.step_unit == "batch"
     snapshot_steps = [e.step for e in snapshots]
