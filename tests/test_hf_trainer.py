@@ -14,12 +14,10 @@ import warnings
 
 import pytest
 import torch
+import transformers
 
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("accelerate")
-
-from tb_deadneurons import api  # noqa: E402
-from tb_deadneurons.torch.transformers import OFF_DIR, DeadNeuronCallback  # noqa: E402
+from tb_deadneurons import api
+from tb_deadneurons.torch.transformers import OFF_DIR, DeadNeuronCallback
 
 PLANTED = {0: [3, 17, 90], 1: [5, 64]}  # layer -> dead c_fc units
 EVERY = 3

@@ -139,12 +139,7 @@ class DeadNeuronMonitor:
             revive_select, revive_rate, revive_maturity
         )
         self._utility = None
-        if (
-            isinstance(start_step, bool)
-            or not isinstance(start_step, int)
-            or (start_step < 0)
-        ):
-            raise ValueError(f"start_step must be an integer >= 0; got {start_step!r}")
+        start_step = checks.non_negative_int("start_step", start_step)
         self.gradients = bool(gradients)
         self.progress = progress.Progress(
             type(self).__name__, scalars, verbose, alert_above
@@ -175,14 +170,7 @@ class DeadNeuronMonitor:
             epsilon=self.epsilon,
             unit_axis=unit_axis,
         )
-        if self.revive_select == "utility":
-            self._utility = utility_lib.UtilitySelector(
-                self.model,
-                rate=rate,
-                maturity=maturity,
-                step=start_step,
-                with_gradients=self.gradients,
-            )
+        self._utility = self._utility_selector(rate, maturity, start_step)
         self._writer = BackgroundWriter(log_dir)  # writes off the training thread
         self.log_dir = log_dir
         self._snapshot(None)
@@ -298,6 +286,18 @@ class DeadNeuronMonitor:
                 )
                 continue
             self.log_revival(tag, revived)
+
+    def _utility_selector(self, rate: float, maturity: int, step: int):
+        """The continual-backprop selection for ``revive_select="utility"``."""
+        if self.revive_select != "utility":
+            return None
+        return utility_lib.UtilitySelector(
+            self.model,
+            rate=rate,
+            maturity=maturity,
+            step=step,
+            with_gradients=self.gradients,
+        )
 
     def _units_to_revive(self, site) -> list[int]:
         codes = self.last_snapshot[site.tag]
