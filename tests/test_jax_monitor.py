@@ -231,6 +231,29 @@ def test_start_step_resumes_the_step_axis(tmp_path):
     assert steps == [100, 105, 107]
 
 
+def test_scalars_and_alert_come_from_the_shared_progress_rule(tmp_path):
+    x, y = models.data()
+    model = models.MLP()
+    variables = models.linen_init(model, x, "hidden", models.DEAD_UNITS)
+    with pytest.warns(UserWarning, match="hidden") as caught:
+        with DeadNeuronMonitor(
+            model.apply,
+            str(tmp_path),
+            x[:64],
+            every_n_steps=5,
+            variables=variables,
+            scalars=True,
+            alert_above=0.05,
+        ) as monitor:
+            models.train_linen(model, variables, x, y, steps=12, monitor=monitor)
+    assert sum("hidden" in str(w.message) for w in caught) == 1  # once per layer
+    run = events.load(str(tmp_path))
+    dead = run.Scalars("deadneurons/hidden/dead_fraction")
+    assert [e.step for e in dead] == [0, 5, 10, 12]
+    share = len(models.DEAD_UNITS) / 32
+    assert all(abs(e.value - share) < 1e-6 for e in dead)
+
+
 def test_no_tensorflow_keras_or_torch_is_imported():
     code = (
         "import sys, numpy as np\n"

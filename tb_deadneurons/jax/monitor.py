@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tb_deadneurons.analysis import progress
 from tb_deadneurons.format import checks, metadata
 from tb_deadneurons.format.events import EventWriter
 from tb_deadneurons.jax import probe as probe_lib
@@ -57,6 +58,11 @@ class DeadNeuronMonitor:
       loss_fn: ``loss_fn(outputs, y)`` -> scalar, for ``gradients``.
       epsilon: a position counts as active where |a| > epsilon.
       start_step: the step of the first snapshot (when resuming).
+      scalars: also log per layer ``deadneurons/<tag>/dead_fraction`` and
+        ``.../dormant_fraction`` scalars (``analysis.progress``).
+      verbose: n >= 1 logs one line per layer at every n-th snapshot
+        (logger ``tb_deadneurons``, INFO); 0 is quiet.
+      alert_above: warn once per layer when its dead share exceeds this.
 
     Raises:
       ValueError: a bad argument, a probe batch the model does not take, or
@@ -114,7 +120,13 @@ class DeadNeuronMonitor:
         loss_fn: Callable | None = None,
         epsilon: float = 0.0,
         start_step: int = 0,
+        scalars: bool = False,
+        verbose: int = 0,
+        alert_above: float | None = None,
     ):
+        self.progress = progress.Progress(
+            type(self).__name__, scalars, verbose, alert_above
+        )
         self._nnx = _is_nnx(model)
         if not self._nnx and not callable(model):
             raise ValueError(
@@ -280,8 +292,10 @@ class DeadNeuronMonitor:
         loss = _host_loss(loss)
         if loss is not None:
             self._writer.scalar(metadata.LOSS_TAG, loss, step)
-        # Hook (issue 20, items 6-7): per-layer scalars, verbose= and
-        # alert_above= read self._last_snapshot at ``step`` here.
+        activations = {unit.tag: unit.activation for unit in self._probe.units}
+        self.progress.snapshot(
+            self._writer, step, self._last_snapshot, self.gradients, activations, loss
+        )
         # Flushed at once so an interrupted run keeps every snapshot so far.
         self._writer.flush()
 
