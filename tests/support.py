@@ -7,6 +7,7 @@ real numpy twin, and the server is the real ``tensorboard`` CLI.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -21,6 +22,19 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from tb_deadneurons import summary
+
+
+def report_layers(logdir: str, *args: str) -> dict:
+    """``tb-deadneurons report --json`` on ``logdir`` (one run at its root):
+    layer tag -> the report's layer entry."""
+    out = subprocess.run(
+        [sys.executable, "-m", "tb_deadneurons.cli", "report", "--json", logdir, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)["runs"]["."]["layers"]
 
 
 def free_port() -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,19 +17,9 @@ from tb_deadneurons.format.stats import snapshot_np
 from tb_deadneurons.jax import DeadNeuronMonitor
 from tests import events
 from tests import jax_models as models
+from tests.support import report_layers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _report(logdir, *args: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "tb_deadneurons.cli", "report", "--json", logdir, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)["runs"]["."]["layers"]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +41,7 @@ def test_linen_planted_dead_units_are_found_exactly(linen_logs):
         "hidden": (32, "Dense", "relu"),
         "mid": (16, "Dense", "tanh"),
     }  # not the output
-    layers = _report(logdir)
+    layers = report_layers(logdir)
     assert sorted(layers) == ["hidden", "mid"]
     assert layers["hidden"]["dead_now"] == models.DEAD_UNITS
     assert layers["hidden"]["steps"] == [0, 5, 10, 12]  # start, every 5, close
@@ -115,7 +104,7 @@ def test_gradients_row_is_dl_da_and_flags_units_with_zero_outgoing_weights(tmp_p
         assert ours.shape == twin.shape == (8, 32)
         np.testing.assert_array_equal(ours[:-1], twin[:-1])
         assert np.abs(ours[-1].astype(int) - twin[-1]).max() <= 1
-    layer = _report(str(tmp_path), "--tau", "0")["hidden"]
+    layer = report_layers(str(tmp_path), "--tau", "0")["hidden"]
     assert layer["grad_dormant_units"] == starved
     assert layer["dead_now"] == models.DEAD_UNITS
 
@@ -133,7 +122,7 @@ def nnx_logs(tmp_path_factory):
 def test_nnx_planted_dead_units_are_found_exactly(nnx_logs):
     logdir, monitor = nnx_logs
     assert monitor.watched == {"hidden": (32, "Dense", "relu")}
-    layers = _report(logdir)
+    layers = report_layers(logdir)
     assert sorted(layers) == ["hidden"]
     assert layers["hidden"]["dead_now"] == models.DEAD_UNITS
     assert layers["hidden"]["steps"] == [0, 4, 8, 10]

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,6 +14,7 @@ from tb_deadneurons import summary
 from tb_deadneurons.format import metadata
 from tb_deadneurons.torch import DeadNeuronMonitor
 from tb_deadneurons.torch import stats as torch_stats
+from tests.support import report_layers
 from tests.test_plugin_routes import get, make_app
 
 DEAD_UNITS = [3, 17, 30]
@@ -129,17 +127,6 @@ def train(model, logdir, x, y, steps=12, monitor_kwargs=None):
     return opt, monitor
 
 
-def _report(logdir, *args: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "tb_deadneurons.cli", "report", "--json", logdir, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)["runs"]["."]["layers"]
-
-
 @pytest.fixture(scope="module")
 def planted_logs(tmp_path_factory):
     torch.manual_seed(1)
@@ -154,7 +141,7 @@ def planted_logs(tmp_path_factory):
 
 def test_mlp_planted_dead_units_are_exactly_reported(planted_logs):
     mlp_dir, _ = planted_logs
-    layers = _report(mlp_dir)
+    layers = report_layers(mlp_dir)
     assert sorted(layers) == ["1", "4"]  # ReLU and Tanh; not the output
     assert layers["1"]["dead_now"] == DEAD_UNITS
     assert layers["1"]["steps"] == [0, 5, 10, 12]  # start, every 5, close
@@ -165,7 +152,7 @@ def test_mlp_planted_dead_units_are_exactly_reported(planted_logs):
 
 def test_cnn_planted_dead_channels_on_axis_1_are_exactly_reported(planted_logs):
     _, cnn_dir = planted_logs
-    layers = _report(cnn_dir)
+    layers = report_layers(cnn_dir)
     assert sorted(layers) == ["2"] and layers["2"]["units"] == 8
     assert layers["2"]["dead_now"] == DEAD_CHANNELS
     body = get(make_app_client(cnn_dir), "timeline?run=.&tag=2")
@@ -254,7 +241,7 @@ def test_gradients_row_is_dl_da_and_flags_units_with_zero_outgoing_weights(tmp_p
         a = model[1](model[0](x))
         (g,) = torch.autograd.grad(loss_fn(model[2](a), y), [a])
         _close(monitor.last_snapshot["1"], summary.snapshot_np(a, g))
-    layer = _report(str(tmp_path), "--tau", "0")["1"]  # exactly zero gradient
+    layer = report_layers(str(tmp_path), "--tau", "0")["1"]  # exactly zero gradient
     assert layer["grad_dormant_units"] == starved and layer["dead_now"] == []
 
 

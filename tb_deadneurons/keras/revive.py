@@ -235,14 +235,9 @@ def outgoing(model, layer) -> list[tuple[object, np.ndarray]]:
     sets = _layer_sets(_keras())
     graph = _graph(model)
     _check_layer(graph, layer, sets)
-    out = _single_node(graph, layer).outputs[0]
-    axis = -1 if _is(layer, sets["dense"]) else _channel_axis(layer)
     owners: dict[int, tuple] = {}
     for unit in range(int(layer.kernel.shape[-1])):
-        mask = np.zeros(_dims(out), dtype=bool)
-        index = [slice(None)] * mask.ndim
-        index[axis] = unit
-        mask[tuple(index)] = True
+        out, mask = _unit_mask(graph, layer, sets, unit)
         edits: list = []
         _plan_outgoing(graph, out, mask, sets, edits)
         for var, where, _ in edits:
@@ -390,15 +385,22 @@ def _check_units(units, n_units: int) -> list[int]:
     return chosen
 
 
-def _plan(graph, layer, kernel, bias, chosen, sets) -> list:
-    """``(variable, bool mask, fill or None)`` edits: incoming weights drawn
-    afresh, bias and outgoing weights zeroed."""
+def _unit_mask(graph, layer, sets, units):
+    """``(layer's output tensor, bool mask of its shape)``: True on ``units``
+    (an index or a list) along the layer's unit axis."""
     out = _single_node(graph, layer).outputs[0]
     axis = -1 if _is(layer, sets["dense"]) else _channel_axis(layer)
     mask = np.zeros(_dims(out), dtype=bool)
     index = [slice(None)] * mask.ndim
-    index[axis] = chosen
+    index[axis] = units
     mask[tuple(index)] = True
+    return out, mask
+
+
+def _plan(graph, layer, kernel, bias, chosen, sets) -> list:
+    """``(variable, bool mask, fill or None)`` edits: incoming weights drawn
+    afresh, bias and outgoing weights zeroed."""
+    out, mask = _unit_mask(graph, layer, sets, chosen)
     edits: list = []
     _plan_outgoing(graph, out, mask, sets, edits)
 
