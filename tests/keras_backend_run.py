@@ -6,7 +6,9 @@ with ``DeadNeuronCallback`` (gradients on) into ``OUT_DIR/planted``, notes
 whether TensorFlow got imported by then, runs the README's Keras example in
 ``OUT_DIR`` (``keras.callbacks.TensorBoard`` there needs TensorFlow on any
 backend; our callback must not), and prints one JSON line. Reading the logs
-is left to the caller, so nothing here imports a reader.
+is left to the caller, so nothing here imports a reader. It also compares
+the probe's compiled, on-device statistics with ``format.stats.snapshot_np``
+of the same pass's tensors (``device_stats``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import keras
 import numpy as np
 
 import tb_deadneurons
+from tb_deadneurons.format import metadata
+from tb_deadneurons.format.stats import snapshot_np
+from tb_deadneurons.keras import probe as probe_lib
 
 DEAD_DENSE = [1, 4, 9]
 DEAD_CHANNELS = [0, 5]
@@ -88,8 +93,86 @@ def main(out_dir: str) -> dict:
         "tensorflow_imported": "tensorflow" in sys.modules,
         "watched": sorted(cb.watched),
     }
+    result["device_stats"] = device_stats()
     readme_example(out_dir)
     return result
+
+
+# Rows whose values need no float sum: equal code for code.
+EXACT_ROWS = (metadata.MAX_ABS, metadata.COUNT, metadata.NONFINITE)
+
+
+def _differences(probe) -> dict:
+    """tag -> (codes differing in EXACT_ROWS, largest code difference, units
+    with a non-finite value): the probe's compiled snapshot against numpy's
+    statistics of an eager pass's tensors."""
+    ours = probe()
+    outputs, grads = probe._pass()
+    names = metadata.stat_names(probe._grad_fn is not None)
+    exact = [names.index(n) for n in EXACT_ROWS]
+    found = {}
+    for tag, site in probe.sites.items():
+        data = probe_lib._host_float32(outputs[tag])
+        grad = None
+        if probe._grad_fn is not None:
+            grad = grads.get(tag)
+            grad = np.zeros_like(data) if grad is None else grad
+            grad = probe_lib._host_float32(grad)
+        twin = snapshot_np(
+            data, grad, unit_axis=site.unit_axis, epsilon=probe._epsilon
+        )
+        diff = np.abs(ours[tag].astype(int) - twin.astype(int))
+        nonfinite = int((twin[names.index(metadata.NONFINITE)] > 0).sum())
+        found[tag] = [int((diff[exact] > 0).sum()), int(diff.max()), nonfinite]
+    return found
+
+
+def _channels_first_model():
+    """A [batch, 6, 5] ReLU output whose units are on axis 1."""
+    inputs = keras.Input((5, 7))
+    h = keras.layers.Dense(6, name="d")(inputs)
+    h = keras.layers.Permute((2, 1))(h)
+    h = keras.layers.ReLU(name="cf")(h)
+    outputs = keras.layers.Dense(3)(keras.layers.Flatten()(h))
+    return keras.Model(inputs, outputs)
+
+
+def _nonfinite_model():
+    """A ReLU straight on the input: NaN/Inf of the probe batch reach it."""
+    inputs = keras.Input((6,))
+    h = keras.layers.ReLU(name="r")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(3)(h))
+
+
+def _half_model(dtype):
+    inputs = keras.Input((6, 6, 2))
+    h = keras.layers.Conv2D(8, 3, activation="relu", name="c", dtype=dtype)(inputs)
+    h = keras.layers.Dense(5, activation="gelu", name="g", dtype=dtype)(h)
+    return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(h)))
+
+
+def device_stats() -> dict:
+    """case -> ``_differences``: channels-last conv + BN with gradients,
+    channels-first, NaN/Inf, float16 and bfloat16 layers."""
+    x, y = data(32)
+    rng = np.random.default_rng(2)
+    planted = planted_model()
+    cases = {"planted": probe_lib.Probe(planted, x, y, gradients=True)}
+    wide = rng.normal(size=(32, 5, 7)).astype("float32")
+    cases["channels_first"] = probe_lib.Probe(
+        _channels_first_model(),
+        wide,
+        layers=["cf"],
+        unit_axis={"cf": 1},
+        epsilon=0.3,
+    )
+    odd = rng.normal(size=(32, 6)).astype("float32")
+    # ReLU(-Inf) is 0: unit 4 stays finite; units 1 and 5 do not.
+    odd[3, 1], odd[7, 1], odd[5, 4], odd[:, 5] = np.nan, np.inf, -np.inf, np.inf
+    cases["nonfinite"] = probe_lib.Probe(_nonfinite_model(), odd, layers=["r"])
+    for dtype in ("mixed_float16", "mixed_bfloat16"):
+        cases[dtype] = probe_lib.Probe(_half_model(dtype), x)
+    return {case: _differences(probe) for case, probe in cases.items()}
 
 
 def readme_example(out_dir: str) -> None:

@@ -103,3 +103,20 @@ def test_every_backend_writes_the_same_first_snapshot(runs):
                     atol=1e-6,
                     err_msg=f"{backend} {tag} {name}",
                 )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_statistics_reduced_on_the_backend_give_the_numpy_codes(runs, backend):
+    """The compiled probe's own reductions (``keras/probe.py``) against
+    ``snapshot_np`` of the same tensors: channels-last conv + BN with dL/da,
+    channels-first, NaN/Inf, float16 and bfloat16 layers."""
+    cases = runs[backend][0]["device_stats"]
+    assert sorted(cases) == sorted(
+        ["planted", "channels_first", "nonfinite", "mixed_float16", "mixed_bfloat16"]
+    )
+    for case, tags in cases.items():
+        for tag, (exact_wrong, largest, _) in tags.items():
+            # Sums may differ in their last bit, across a code boundary.
+            assert (exact_wrong, largest <= 1) == (0, True), (case, tag)
+    # Units 1 (NaN, +Inf) and 5 (+Inf only) have non-finite values.
+    assert cases["nonfinite"]["r"][2] == 2

@@ -12,6 +12,7 @@ from torch import nn
 
 from tb_deadneurons import summary
 from tb_deadneurons.format import metadata
+from tb_deadneurons.format.stats import encode_rows
 from tb_deadneurons.torch import DeadNeuronMonitor
 from tb_deadneurons.torch import stats as torch_stats
 from tests.support import report_layers
@@ -25,7 +26,7 @@ def _codes(x, grad=None, axis=-1, masked=True):
     rows = torch_stats.unit_stats(x, 0.0, axis, masked)
     if grad is not None:
         rows = torch.cat([rows, torch_stats.grad_mean_abs(grad, axis)])
-    return torch_stats.encode(rows.numpy(), grad is not None)
+    return encode_rows(rows.numpy(), grad is not None)
 
 
 def _close(ours, twin):

@@ -8,6 +8,7 @@ import torch
 
 from tb_deadneurons import summary
 from tb_deadneurons.format import metadata
+from tb_deadneurons.format.stats import encode_rows
 from tb_deadneurons.torch import modules as stats_modules
 from tb_deadneurons.torch import stats
 
@@ -21,7 +22,7 @@ def _codes(x, axis, *, epsilon=0.0, grad=None, nonnegative=False):
         rows = stats.unit_stats(x, epsilon, axis, True)
     if grad is not None:
         rows = torch.cat([rows, stats.grad_mean_abs(grad, axis)])
-    return stats.encode(rows.numpy(), grad is not None)
+    return encode_rows(rows.numpy(), grad is not None)
 
 
 def _activations(seed: int, shape, nonfinite: bool) -> torch.Tensor:

@@ -107,4 +107,29 @@ def snapshot_np(
             )
         stats[metadata.GRAD_MEAN_ABS] = _per_unit_stats_np(g, 0.0)[metadata.MEAN_ABS]
     names = metadata.stat_names(gradients is not None)
-    return np.stack([codec.encode(stats[n], metadata.ENCODINGS[n]) for n in names])
+    return encode_rows(np.stack([stats[n] for n in names]), gradients is not None)
+
+
+def _groups(with_gradients: bool) -> list[tuple[list[int], object]]:
+    """Row indices that share an encoding, with that encoding."""
+    names = metadata.stat_names(with_gradients)
+    groups: dict[bytes, list[int]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(metadata.ENCODINGS[name].SerializeToString(), []).append(i)
+    return [(rows, metadata.ENCODINGS[names[rows[0]]]) for rows in groups.values()]
+
+
+_GROUPS = {g: _groups(g) for g in (False, True)}
+
+
+def encode_rows(rows: np.ndarray, with_gradients: bool) -> np.ndarray:
+    """uint8 codes of float32 ``[num_stats, units]`` rows in
+    ``metadata.stat_names`` order: the one host encoder of every writer
+    whose statistics were reduced elsewhere (torch, jax, Keras).
+
+    Rows that share an encoding are encoded in one ``codec.encode`` call.
+    """
+    codes = np.empty(rows.shape, np.uint8)
+    for indices, enc in _GROUPS[with_gradients]:
+        codes[indices] = codec.encode(rows[indices], enc)
+    return codes

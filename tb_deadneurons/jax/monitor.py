@@ -11,9 +11,9 @@ import numpy as np
 
 from tb_deadneurons.analysis import progress
 from tb_deadneurons.format import checks, metadata
+from tb_deadneurons.format import stats as format_stats
 from tb_deadneurons.format.events import EventWriter
 from tb_deadneurons.jax import probe as probe_lib
-from tb_deadneurons.jax import stats
 
 # As the other writers' default: a probe of a few hundred samples every 100
 # steps costs about 1 % of training time (benchmarks/jax_overhead.py).
@@ -274,7 +274,7 @@ class DeadNeuronMonitor:
         if not wait and not rows.is_ready():
             return
         self._pending = None
-        codes = stats.encode(np.asarray(rows), self.gradients)
+        codes = format_stats.encode_rows(np.asarray(rows), self.gradients)
         self._last_snapshot, start = {}, 0
         for unit in self._probe.units:
             self._last_snapshot[unit.tag] = codes[:, start : start + unit.units]

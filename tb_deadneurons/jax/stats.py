@@ -2,9 +2,10 @@
 
 The same rows and the same float32 arithmetic as
 ``format.stats._per_unit_stats_np`` (finite values only, two-pass std), so
-that ``encode`` of these rows gives ``format.stats.snapshot_np``'s codes on
-the same data (``tests/test_jax_stats.py`` pins them). Everything up to
-``encode`` runs inside the jitted snapshot; the host gets one small float32
+that ``format.stats.encode_rows`` of these rows gives
+``format.stats.snapshot_np``'s codes on the same data
+(``tests/test_jax_stats.py`` pins them). Everything up to the encoding runs
+inside the jitted snapshot; the host gets one small float32
 ``[num_stats, units]`` array per snapshot.
 """
 
@@ -12,9 +13,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from tb_deadneurons.format import codec, metadata
+from tb_deadneurons.format import metadata
 
 
 def units_last(x, unit_axis: int):
@@ -90,11 +90,3 @@ def grad_mean_abs(g, unit_axis: int):
     finite = jnp.isfinite(g)
     total = jnp.where(finite, jnp.abs(g), jnp.float32(0)).sum(axis=0)
     return (total / jnp.maximum(finite.sum(axis=0, dtype=jnp.float32), 1.0))[None]
-
-
-def encode(rows: np.ndarray, with_gradients: bool) -> np.ndarray:
-    """uint8 codes of host float32 ``[num_stats, units]`` rows (``codec``)."""
-    names = metadata.stat_names(with_gradients)
-    return np.stack(
-        [codec.encode(rows[i], metadata.ENCODINGS[n]) for i, n in enumerate(names)]
-    )

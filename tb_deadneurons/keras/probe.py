@@ -13,8 +13,11 @@ Which tensors are units is found once, by one traced eager pass
 (``trace.find_sites``); the snapshots catch those tensors by shadowing their
 layers' ``call`` for the length of one pass only
 (``private.shadowed_calls``); the training step never sees the wrapper.
-The statistics are ``stats.snapshot_np``: one implementation, on the host,
-for every backend.
+The statistics are reduced where the activations are, inside the compiled
+pass, by the backend's own twin of ``format.stats.snapshot_np`` (``tf.stats``
+on TensorFlow, ``jax.stats`` on jax, ``torch.stats`` on torch: each pinned to
+the numpy reference by its tests): the host gets one small array per series,
+never the activations. Another backend reduces on the host in numpy.
 """
 
 from __future__ import annotations
@@ -164,6 +167,7 @@ class Probe:
         }
         backend = keras.backend.backend()
         self._grad_fn = gradient_function(backend) if gradients else None
+        self._reduce, self._finish = _REDUCERS.get(backend, _numpy_reducer)()
         self._run = _COMPILE.get(backend, _eager)(self)
 
     def _check(self, requested, unit_axis) -> None:
@@ -255,28 +259,94 @@ class Probe:
             return self._forward(None, state)[0], {}
         return self._grad_fn(self, state)
 
-    def __call__(self) -> dict[str, np.ndarray]:
-        """Tag → encoded uint8 ``[num_stats, units]`` snapshot, now."""
-        outputs, grads = self._run()
+    def _reduced(self, state=None) -> dict:
+        """Tag -> the backend's per-unit statistics of one pass (the function
+        the backend compiles: activations never leave it)."""
+        outputs, grads = self._pass(state)
         result = {}
         for tag, site in self.sites.items():
-            data = _host_float32(outputs[tag])
-            grad = grads.get(tag)
+            grad = None
             if self._grad_fn is not None:
                 # No path from the unit to the loss: its gradient is zero.
-                grad = np.zeros_like(data) if grad is None else grad
-            result[tag] = stats.snapshot_np(
-                data,
-                None if grad is None else _host_float32(grad),
-                unit_axis=site.unit_axis,
-                epsilon=self._epsilon,
+                grad = grads.get(tag)
+                grad = keras.ops.zeros_like(outputs[tag]) if grad is None else grad
+            result[tag] = self._reduce(
+                outputs[tag], grad, site.unit_axis, self._epsilon
             )
         return result
+
+    def __call__(self) -> dict[str, np.ndarray]:
+        """Tag → encoded uint8 ``[num_stats, units]`` snapshot, now."""
+        with_gradients = self._grad_fn is not None
+        return {
+            tag: self._finish(keras.ops.convert_to_numpy(value), with_gradients)
+            for tag, value in self._run().items()
+        }
 
     def zeros(self) -> dict:
         """A zero tensor the shape and dtype of each watched tensor (dL/da is
         taken there; a mixed-precision model's float16 outputs get float16)."""
         return {t: keras.ops.zeros(s, dtype=d) for t, (s, d) in self._shapes.items()}
+
+
+# -- The statistics per backend: ``reduce(x, grad, unit_axis, epsilon)`` runs
+# inside the compiled pass and gives a small array per series; ``finish``
+# turns that array, on the host, into the encoded uint8 snapshot.
+
+
+def _tensorflow_reducer():
+    from tb_deadneurons.tf import stats as tf_stats
+
+    def reduce(x, grad, unit_axis, epsilon):
+        # Encoded in the graph too: the host gets uint8 codes.
+        return tf_stats.snapshot_tf(x, grad, unit_axis=unit_axis, epsilon=epsilon)
+
+    return reduce, lambda codes, with_gradients: codes
+
+
+def _jax_reducer():
+    import jax.numpy as jnp
+
+    from tb_deadneurons.jax import stats as jax_stats
+
+    def reduce(x, grad, unit_axis, epsilon):
+        rows = jax_stats.unit_stats(x, epsilon, unit_axis)
+        if grad is None:
+            return rows
+        return jnp.concatenate([rows, jax_stats.grad_mean_abs(grad, unit_axis)])
+
+    return reduce, stats.encode_rows
+
+
+def _torch_reducer():
+    import torch
+
+    from tb_deadneurons.torch import stats as torch_stats
+
+    def reduce(x, grad, unit_axis, epsilon):
+        rows = torch_stats.unit_stats(x, epsilon, unit_axis)
+        if grad is None:
+            return rows
+        return torch.cat([rows, torch_stats.grad_mean_abs(grad, unit_axis)])
+
+    return reduce, stats.encode_rows
+
+
+def _numpy_reducer():
+    def reduce(x, grad, unit_axis, epsilon):
+        grad = None if grad is None else _host_float32(grad)
+        return stats.snapshot_np(
+            _host_float32(x), grad, unit_axis=unit_axis, epsilon=epsilon
+        )
+
+    return reduce, lambda codes, with_gradients: codes
+
+
+_REDUCERS = {
+    "tensorflow": _tensorflow_reducer,
+    "jax": _jax_reducer,
+    "torch": _torch_reducer,
+}
 
 
 def _host_float32(tensor) -> np.ndarray:
@@ -303,13 +373,13 @@ def _with_input(args, kwargs, change):
 
 
 def _eager(probe):
-    return probe._pass
+    return probe._reduced
 
 
 def _compile_tensorflow(probe):
     import tensorflow as tf
 
-    return tf.function(probe._pass, autograph=False, reduce_retracing=True)
+    return tf.function(probe._reduced, autograph=False, reduce_retracing=True)
 
 
 def _compile_jax(probe):
@@ -319,7 +389,7 @@ def _compile_jax(probe):
     # into the compiled pass.
     variables = list(probe.model.variables)
     compiled = jax.jit(
-        lambda values: probe._pass(list(zip(variables, values, strict=False)))
+        lambda values: probe._reduced(list(zip(variables, values, strict=False)))
     )
     return lambda: compiled([v.value for v in variables])
 
@@ -328,7 +398,7 @@ def _no_grad_torch(probe):
     import torch
 
     # Eager torch records a graph nobody reads unless dL/da is asked for.
-    return probe._pass if probe._grad_fn else torch.no_grad()(probe._pass)
+    return probe._reduced if probe._grad_fn else torch.no_grad()(probe._reduced)
 
 
 _COMPILE = {

@@ -11,11 +11,11 @@ import torch
 from tb_deadneurons.analysis import classify, progress
 from tb_deadneurons.analysis import utility as utility_rule
 from tb_deadneurons.format import checks, metadata, summary
+from tb_deadneurons.format import stats as format_stats
 from tb_deadneurons.format.events import BackgroundWriter
 from tb_deadneurons.torch import modules as modules_lib
 from tb_deadneurons.torch import probe as probe_lib
 from tb_deadneurons.torch import revive as revive_lib
-from tb_deadneurons.torch import stats
 from tb_deadneurons.torch import utility as utility_lib
 
 # As the Keras callback's default: a 256-sample probe every 100 steps measured
@@ -234,7 +234,7 @@ class DeadNeuronMonitor:
         if host[_NONFINITE_ROW].any():
             # NaN/Inf somewhere (rare): the masked statistics, a second pass.
             host = self._probe.rows(masked=True).cpu().numpy()
-        codes = stats.encode(host, self.gradients)
+        codes = format_stats.encode_rows(host, self.gradients)
         self.last_snapshot, start = {}, 0
         for site in self._probe.layout:
             self.last_snapshot[site.tag] = codes[:, start : start + site.units]

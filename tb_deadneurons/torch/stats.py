@@ -1,26 +1,25 @@
 """Per-unit statistics of a module's output, reduced on the module's device.
 
 The torch twin of ``format.stats._per_unit_stats_np``: the same rows, in
-float32, from the finite values only, so that the codes ``encode`` gives
-match ``format.stats.snapshot_np`` on the same data (a test pins them on
-random data with NaN/Inf, channels-first and -last, bf16/fp16). The
-reductions run over every axis but the unit axis of the tensor as it lies
-(no transposing copy), under ``no_grad``, and share what they can:
-``sum |x|``, ``max |x|`` and the active count read one ``|x|`` temporary
-(none for a non-negative output, ReLU family, where ``|x| = x`` and
-``mean_abs = mean``), and no bool tensor is reduced (slow on CPU).
-Everything up to ``encode`` stays on the device; the caller moves all
-modules' rows to the host in one transfer.
+float32, from the finite values only, so that the codes
+``format.stats.encode_rows`` gives match ``format.stats.snapshot_np`` on the
+same data (a test pins them on random data with NaN/Inf, channels-first and
+-last, bf16/fp16). The reductions run over every axis but the unit axis of
+the tensor as it lies (no transposing copy), under ``no_grad``, and share
+what they can: ``sum |x|``, ``max |x|`` and the active count read one
+``|x|`` temporary (none for a non-negative output, ReLU family, where
+``|x| = x`` and ``mean_abs = mean``), and no bool tensor is reduced (slow on
+CPU). Everything up to the encoding stays on the device; the caller moves
+all modules' rows to the host in one transfer.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
-from tb_deadneurons.format import codec, metadata
+from tb_deadneurons.format import metadata
 
 # Recorded activation names (``modules.ACTIVATIONS``'s values) whose output
 # is never negative: ``unit_stats(..., nonnegative=True)`` holds for them.
@@ -149,26 +148,3 @@ def grad_mean_abs(g: torch.Tensor, unit_axis: int) -> torch.Tensor:
     finite = torch.isfinite(g)
     total = torch.where(finite, g.abs(), 0.0).sum(dims)
     return (total / finite.sum(dims, dtype=torch.float32).clamp_min(1.0))[None]
-
-
-def _groups(with_gradients: bool) -> list[tuple[list[int], object]]:
-    """Row indices that share an encoding, with that encoding."""
-    names = metadata.stat_names(with_gradients)
-    groups: dict[bytes, list[int]] = {}
-    for i, name in enumerate(names):
-        groups.setdefault(metadata.ENCODINGS[name].SerializeToString(), []).append(i)
-    return [(rows, metadata.ENCODINGS[names[rows[0]]]) for rows in groups.values()]
-
-
-_GROUPS = {g: _groups(g) for g in (False, True)}
-
-
-def encode(rows: np.ndarray, with_gradients: bool) -> np.ndarray:
-    """uint8 codes of float32 ``[num_stats, units]`` rows, as ``snapshot_np``.
-
-    Rows that share an encoding are encoded in one ``codec.encode`` call.
-    """
-    codes = np.empty(rows.shape, np.uint8)
-    for indices, enc in _GROUPS[with_gradients]:
-        codes[indices] = codec.encode(rows[indices], enc)
-    return codes
