@@ -118,9 +118,7 @@ def _differences(probe) -> dict:
             grad = grads.get(tag)
             grad = np.zeros_like(data) if grad is None else grad
             grad = probe_lib._host_float32(grad)
-        twin = snapshot_np(
-            data, grad, unit_axis=site.unit_axis, epsilon=probe._epsilon
-        )
+        twin = snapshot_np(data, grad, unit_axis=site.unit_axis, epsilon=probe._epsilon)
         diff = np.abs(ours[tag].astype(int) - twin.astype(int))
         nonfinite = int((twin[names.index(metadata.NONFINITE)] > 0).sum())
         found[tag] = [int((diff[exact] > 0).sum()), int(diff.max()), nonfinite]
