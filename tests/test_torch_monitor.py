@@ -60,6 +60,39 @@ def test_monitor_snapshot_of_nan_activations_matches_snapshot_np(tmp_path):
         _close(monitor.last_snapshot["1"], twin)
 
 
+class _ReluGatedFFN(nn.Module):
+    """A ReLU MLP layer, then a gated FFN whose gate is an ``nn.ReLU``."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.relu = nn.Linear(6, 9), nn.ReLU()
+        self.gate, self.up, self.act = nn.Linear(9, 8), nn.Linear(9, 8), nn.ReLU()
+        self.down = nn.Linear(8, 3)
+
+    def hidden(self, x):
+        h = self.relu(self.fc(x))
+        return h, self.act(self.gate(h)) * self.up(h)
+
+    def forward(self, x):
+        return self.down(self.hidden(x)[1])
+
+
+def test_relu_outputs_and_a_signed_relu_gated_product_match_snapshot_np(tmp_path):
+    """A ReLU module's own output takes the non-negative fast path; the
+    gated product of a ReLU gate is signed and must not."""
+    torch.manual_seed(0)
+    model, x = _ReluGatedFFN(), torch.randn(50, 6)
+    with DeadNeuronMonitor(model, str(tmp_path), probe_data=x) as monitor:
+        with torch.no_grad():
+            h, product = model.hidden(x)
+        snaps = monitor.last_snapshot
+        assert sorted(snaps) == ["down:input", "relu"]
+        assert monitor._probe._nonnegative == {"relu"}  # the fast path
+        assert (product < 0).any()
+        _close(snaps["relu"], summary.snapshot_np(h))
+        _close(snaps["down:input"], summary.snapshot_np(product))
+
+
 def test_activations_pb_takes_grad_bf16_tensors_and_names_what_it_cannot():
     x = torch.relu(torch.randn(32, 8, requires_grad=True))
     pb = summary.activations_pb("dense", x.bfloat16())

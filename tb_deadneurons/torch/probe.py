@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 
 from tb_deadneurons.format import metadata
-from tb_deadneurons.torch import discover, stats
+from tb_deadneurons.torch import discover, modules, stats
 
 
 class TrainingView:
@@ -124,6 +124,14 @@ class Probe:
                 "pass modules=[...] naming what to watch"
             )
         _set_axes(self.layout, unit_axis)
+        # The own output of a ReLU-family module is never negative: its
+        # statistics skip ``|x|`` (a product or a norm after it is signed).
+        self._nonnegative = {
+            s.tag
+            for s in self.layout
+            if s.where == "output"
+            and stats.is_nonnegative(modules.activation_name(s.module))
+        }
 
     def _discover(self, requested) -> list[discover.Site]:
         """One traced forward pass that finds the watched tensors."""
@@ -154,7 +162,13 @@ class Probe:
             site = sites.get((*key, calls[key]))
             t = discover.first_tensor(value)
             if site is not None and t is not None and t.dim() > site.axis:
-                found[site.tag] = stats.unit_stats(t, self._epsilon, site.axis, masked)
+                found[site.tag] = stats.unit_stats(
+                    t,
+                    self._epsilon,
+                    site.axis,
+                    masked,
+                    nonnegative=site.tag in self._nonnegative,
+                )
                 grads_of[site.tag] = t
 
         handles = []
