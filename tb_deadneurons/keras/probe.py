@@ -23,13 +23,16 @@ never the activations. Another backend reduces on the host in numpy.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import inspect
 import sys
+from collections.abc import Callable
 
 import keras
 import numpy as np
 
-from tb_deadneurons.format import stats
+from tb_deadneurons.format import metadata, stats
 from tb_deadneurons.keras import discovery, private, trace
 
 
@@ -167,8 +170,10 @@ class Probe:
         }
         backend = keras.backend.backend()
         self._grad_fn = gradient_function(backend) if gradients else None
-        self._reduce, self._finish = _REDUCERS.get(backend, _numpy_reducer)()
-        self._run = _COMPILE.get(backend, _eager)(self)
+        self._reducer = _REDUCERS.get(backend, _numpy_reducer)()
+        self._compile = _COMPILE.get(backend, _eager)
+        self._run = self._compile(self, masked=False)
+        self._run_masked = None  # compiled when a NaN/Inf first shows
 
     def _check(self, requested, unit_axis) -> None:
         """Every named layer seen, ``unit_axis`` tags known; axes applied."""
@@ -259,9 +264,10 @@ class Probe:
             return self._forward(None, state)[0], {}
         return self._grad_fn(self, state)
 
-    def _reduced(self, state=None) -> dict:
+    def _reduced(self, state=None, masked=False) -> dict:
         """Tag -> the backend's per-unit statistics of one pass (the function
-        the backend compiles: activations never leave it)."""
+        the backend compiles: activations never leave it); ``masked`` as in
+        the backend's ``unit_stats``."""
         outputs, grads = self._pass(state)
         result = {}
         for tag, site in self.sites.items():
@@ -270,17 +276,25 @@ class Probe:
                 # No path from the unit to the loss: its gradient is zero.
                 grad = grads.get(tag)
                 grad = keras.ops.zeros_like(outputs[tag]) if grad is None else grad
-            result[tag] = self._reduce(
-                outputs[tag], grad, site.unit_axis, self._epsilon
+            result[tag] = self._reducer.reduce(
+                outputs[tag], grad, site.unit_axis, self._epsilon, masked
             )
         return result
 
     def __call__(self) -> dict[str, np.ndarray]:
         """Tag → encoded uint8 ``[num_stats, units]`` snapshot, now."""
+        host = _to_host(self._run())
+        if self._reducer.flags_nonfinite and any(
+            rows[_NONFINITE_ROW].any() for rows in host.values()
+        ):
+            # NaN/Inf somewhere (rare): a second pass with the masks.
+            if self._run_masked is None:
+                self._run_masked = self._compile(self, masked=True)
+            host = _to_host(self._run_masked())
         with_gradients = self._grad_fn is not None
         return {
-            tag: self._finish(keras.ops.convert_to_numpy(value), with_gradients)
-            for tag, value in self._run().items()
+            tag: self._reducer.finish(value, with_gradients)
+            for tag, value in host.items()
         }
 
     def zeros(self) -> dict:
@@ -289,19 +303,37 @@ class Probe:
         return {t: keras.ops.zeros(s, dtype=d) for t, (s, d) in self._shapes.items()}
 
 
-# -- The statistics per backend: ``reduce(x, grad, unit_axis, epsilon)`` runs
-# inside the compiled pass and gives a small array per series; ``finish``
-# turns that array, on the host, into the encoded uint8 snapshot.
+# -- The statistics per backend. ``reduce(x, grad, unit_axis, epsilon,
+# masked)`` runs inside the compiled pass and gives a small array per
+# series; ``finish`` turns that array, on the host, into the encoded uint8
+# snapshot. Where ``flags_nonfinite``, the unmasked rows flag a unit with a
+# NaN/Inf in their ``nonfinite`` row and ``Probe.__call__`` asks again with
+# ``masked=True`` (the masks are half the work, and on jax a ``lax.cond``
+# choosing them on the device doubled the small CNN's statistics).
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reducer:
+    reduce: Callable
+    finish: Callable
+    flags_nonfinite: bool
+
+
+_NONFINITE_ROW = metadata.BASE_STATS.index(metadata.NONFINITE)
+
+
+def _codes_as_they_are(codes, with_gradients):
+    return codes
 
 
 def _tensorflow_reducer():
     from tb_deadneurons.tf import stats as tf_stats
 
-    def reduce(x, grad, unit_axis, epsilon):
-        # Encoded in the graph too: the host gets uint8 codes.
+    def reduce(x, grad, unit_axis, epsilon, masked):
+        # Masks chosen in the graph, encoded there too: the host gets codes.
         return tf_stats.snapshot_tf(x, grad, unit_axis=unit_axis, epsilon=epsilon)
 
-    return reduce, lambda codes, with_gradients: codes
+    return _Reducer(reduce, _codes_as_they_are, flags_nonfinite=False)
 
 
 def _jax_reducer():
@@ -309,13 +341,13 @@ def _jax_reducer():
 
     from tb_deadneurons.jax import stats as jax_stats
 
-    def reduce(x, grad, unit_axis, epsilon):
-        rows = jax_stats.unit_stats(x, epsilon, unit_axis)
+    def reduce(x, grad, unit_axis, epsilon, masked):
+        rows = jax_stats.unit_stats(x, epsilon, unit_axis, masked)
         if grad is None:
             return rows
         return jnp.concatenate([rows, jax_stats.grad_mean_abs(grad, unit_axis)])
 
-    return reduce, stats.encode_rows
+    return _Reducer(reduce, stats.encode_rows, flags_nonfinite=True)
 
 
 def _torch_reducer():
@@ -323,23 +355,27 @@ def _torch_reducer():
 
     from tb_deadneurons.torch import stats as torch_stats
 
-    def reduce(x, grad, unit_axis, epsilon):
-        rows = torch_stats.unit_stats(x, epsilon, unit_axis)
+    def reduce(x, grad, unit_axis, epsilon, masked):
+        rows = torch_stats.unit_stats(x, epsilon, unit_axis, masked)
         if grad is None:
             return rows
         return torch.cat([rows, torch_stats.grad_mean_abs(grad, unit_axis)])
 
-    return reduce, stats.encode_rows
+    return _Reducer(reduce, stats.encode_rows, flags_nonfinite=True)
 
 
 def _numpy_reducer():
-    def reduce(x, grad, unit_axis, epsilon):
+    def reduce(x, grad, unit_axis, epsilon, masked):
         grad = None if grad is None else _host_float32(grad)
         return stats.snapshot_np(
             _host_float32(x), grad, unit_axis=unit_axis, epsilon=epsilon
         )
 
-    return reduce, lambda codes, with_gradients: codes
+    return _Reducer(reduce, _codes_as_they_are, flags_nonfinite=False)
+
+
+def _to_host(values: dict) -> dict:
+    return {tag: keras.ops.convert_to_numpy(v) for tag, v in values.items()}
 
 
 _REDUCERS = {
@@ -372,33 +408,40 @@ def _with_input(args, kwargs, change):
 # at the first snapshot; the wrapped calls are in place while it traces.
 
 
-def _eager(probe):
-    return probe._reduced
+def _eager(probe, masked):
+    return functools.partial(probe._reduced, masked=masked)
 
 
-def _compile_tensorflow(probe):
+def _compile_tensorflow(probe, masked):
     import tensorflow as tf
 
-    return tf.function(probe._reduced, autograph=False, reduce_retracing=True)
+    return tf.function(
+        functools.partial(probe._reduced, masked=masked),
+        autograph=False,
+        reduce_retracing=True,
+    )
 
 
-def _compile_jax(probe):
+def _compile_jax(probe, masked):
     import jax
 
     # Variables go in as arguments: a closure would bake today's weights
     # into the compiled pass.
     variables = list(probe.model.variables)
     compiled = jax.jit(
-        lambda values: probe._reduced(list(zip(variables, values, strict=False)))
+        lambda values: probe._reduced(
+            list(zip(variables, values, strict=False)), masked
+        )
     )
     return lambda: compiled([v.value for v in variables])
 
 
-def _no_grad_torch(probe):
+def _no_grad_torch(probe, masked):
     import torch
 
+    run = functools.partial(probe._reduced, masked=masked)
     # Eager torch records a graph nobody reads unless dL/da is asked for.
-    return probe._reduced if probe._grad_fn else torch.no_grad()(probe._reduced)
+    return run if probe._grad_fn else torch.no_grad()(run)
 
 
 _COMPILE = {
