@@ -7,6 +7,7 @@ batch, so snapshots and the loss share one step axis.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
@@ -167,6 +168,7 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         self._step = None
         self._epoch_start = 0
         self._last_snapshot_step = None
+        self._pending = None  # (step, started values, loss) not yet written
         self.last_snapshot: dict[str, np.ndarray] = {}
 
     # -- setup ---------------------------------------------------------------
@@ -215,6 +217,7 @@ class DeadNeuronCallback(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self._active:
             self._advance(self._epoch_start + int(batch), loss=self._running_loss)
+            self._write_pending(wait=False)
 
     def on_epoch_end(self, epoch, logs=None):
         if not self._active:
@@ -224,6 +227,7 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         self._advance(
             self._iterations(default=self._epoch_start + steps), loss=lambda: loss
         )
+        self._write_pending(wait=True)
         lines = self._progress.lines() if self._progress.verbose else []
         if lines:
             print("\n".join(lines))
@@ -234,6 +238,7 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         if self._last_snapshot_step != self._step:
             # The end of training, when no period ended on the last step.
             self._snapshot(loss=logs.get("loss") if isinstance(logs, dict) else None)
+        self._write_pending(wait=True)
         self._writer.close()
         self._writer = None  # a later fit opens a new event file
 
@@ -243,14 +248,16 @@ class DeadNeuronCallback(keras.callbacks.Callback):
             return int(default)
         return int(keras.ops.convert_to_numpy(iterations))
 
-    def _running_loss(self) -> float | None:
-        """Keras's running mean of the epoch's loss, as ``logs["loss"]``."""
+    def _running_loss(self):
+        """Keras's running mean of the epoch's loss, as ``logs["loss"]``: a
+        function that reads it, so that taking it now waits for nothing
+        (on jax the training steps already dispatched keep running)."""
         for metric in getattr(self.model, "metrics", []):
             if metric.name == "loss":
                 count = getattr(metric, "count", None)
-                if count is not None and float(keras.ops.convert_to_numpy(count)) == 0:
-                    return None
-                return float(keras.ops.convert_to_numpy(metric.result()))
+                # Copies: the variables' own buffers move on with training.
+                count = None if count is None else keras.ops.copy(count.value)
+                return functools.partial(_loss_value, count, metric.result())
         return None
 
     def _advance(self, step: int, loss) -> None:
@@ -271,17 +278,36 @@ class DeadNeuronCallback(keras.callbacks.Callback):
             self._writer = events.EventWriter(os.path.join(self.log_dir, "train"))
         return self._writer
 
-    def _snapshot(self, loss: float | None) -> None:
+    def _snapshot(self, loss) -> None:
+        """Starts this step's snapshot; ``loss`` is a number, None or a
+        function giving one. It is written at once where the probe's values
+        are ready, else (jax, which dispatches the probe and returns) at a
+        later batch once they are (``_write_pending``): the snapshot's step
+        and weights are this step's either way."""
         # On jax, reading ``self.model`` syncs the weights of the running
         # epoch back into the model's variables, which the probe reads.
         self.model  # noqa: B018
-        codes = self._probe()
+        self._write_pending(wait=True)
+        self._pending = (self._step, self._probe.start(), loss)
+        self._last_snapshot_step = self._step
+        self._write_pending(wait=False)
+
+    def _write_pending(self, wait: bool) -> None:
+        """Writes the started snapshot, if any, once ready (now if ``wait``)."""
+        if self._pending is None:
+            return
+        step, values, loss = self._pending
+        if not (wait or self._probe.ready(values)):
+            return
+        self._pending = None
+        codes = self._probe.finish(values)
+        loss = loss() if callable(loss) else loss
         writer = self._events()
         for tag, site in self._probe.sites.items():
             writer.snapshot(
                 tag,
                 codes[tag],
-                self._step,
+                step,
                 with_gradients=self.gradients,
                 epsilon=self.epsilon,
                 layer_class=type(site.layer).__name__,
@@ -289,19 +315,17 @@ class DeadNeuronCallback(keras.callbacks.Callback):
                 unit_axis=site.unit_axis,
             )
         activations = {t: site.activation for t, site in self._probe.sites.items()}
-        self._progress.snapshot(
-            writer, self._step, codes, self.gradients, activations, loss
-        )
+        self._progress.snapshot(writer, step, codes, self.gradients, activations, loss)
         if loss is not None and math.isfinite(loss):
-            writer.add_summary(scalar_pb(LOSS_TAG, np.float32(loss)), self._step)
+            writer.add_summary(scalar_pb(LOSS_TAG, np.float32(loss)), step)
         # Flushed at once so an interrupted fit keeps every snapshot so far.
         writer.flush()
-        self._last_snapshot_step = self._step
         self.last_snapshot = codes
 
     def _revive(self) -> None:
         if self._last_snapshot_step != self._step:
             self._snapshot(loss=None)
+        self._write_pending(wait=True)
         for tag, codes in self.last_snapshot.items():
             if tag in self._unrevivable:
                 continue
@@ -332,6 +356,13 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         writer = self._events()
         writer.add_summary(summary.revivals_pb(layer_tag, units), self._step)
         writer.flush()
+
+
+def _loss_value(count, result) -> float | None:
+    """The loss a ``_running_loss`` function reads: None before any batch."""
+    if count is not None and float(keras.ops.convert_to_numpy(count)) == 0:
+        return None
+    return float(keras.ops.convert_to_numpy(result))
 
 
 def _check_unit_axis(unit_axis) -> dict[str, int]:
