@@ -27,12 +27,16 @@ from tb_deadneurons.keras.revive import revive_site
 __all__ = ["DeadNeuronCallback", "LOSS_TAG"]
 
 
-# A snapshot costs one forward pass of the probe batch (256 samples is ~8
-# training batches' worth of forward work) plus the statistics and a small
-# write. Measured with benchmarks/overhead.py, every 50 batches cost 2.5 %
-# (seed MLP) and 3.6 % (small CNN) of training time; every 100 halves that,
-# inside the 3 % budget, and still gives a few hundred snapshots for a
-# typical run of 20k-40k batches (e.g. 60k samples, batch 32, 10-20 epochs).
+# A snapshot costs one compiled forward pass of the probe batch (256 samples
+# is ~8 training batches' worth of forward work) plus the statistics, reduced
+# in the same compiled pass, and a small write: 0.9-3.0x that forward by
+# model and backend (docs/scale.md). Measured at every 100 batches (the
+# benchmarks/overhead.py hook shares; benchmarks/keras_epochs.py): 1-2 % of
+# the seed MLP's training on tf and torch, 2-3 % (tf) and ~5 % (torch) of the
+# small CNN's; on jax the hooks take 6-9 % of the seed MLP's 0.5 ms steps
+# but overlap the queued steps (median epoch with / without under 1.01x).
+# It still gives a few hundred snapshots for a typical run of 20k-40k
+# batches (e.g. 60k samples, batch 32, 10-20 epochs).
 DEFAULT_EVERY_N_BATCHES = 100
 
 
@@ -56,10 +60,11 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         ``tf.data.Dataset`` or torch ``DataLoader`` whose first batch is
         used. A few hundred samples are plenty.
       every_n_batches: snapshot period in training batches (>= 1). A
-        snapshot costs about 1-2 forward passes of the probe batch (measured
-        per model in docs/scale.md); the default, 100, gives a few hundred
-        snapshots over 20k-40k batches; lower it for short runs, raise it
-        where one step is much cheaper than a probe forward.
+        snapshot costs about 1-3 compiled forward passes of the probe batch
+        (measured per model and backend in docs/scale.md); the default,
+        100, gives a few hundred snapshots over 20k-40k batches; lower it
+        for short runs, raise it where one step is much cheaper than a
+        probe forward.
       layers: tag paths (``"block/ffn/up"``), unique suffixes of them
         (``"up"``) or layer objects to watch, every call of each;
         ``"path:input"`` names a layer's input instead of its output.
