@@ -122,12 +122,15 @@ class Probe:
             acts, grads = self._with_gradients(leaves, y)
         else:
             acts, grads = self._capture(leaves, None), None
-        parts = []
-        for i, unit in enumerate(self.units):
-            rows = stats.unit_stats(acts[unit.ref], self._epsilon, unit.axis)
-            if grads is not None:
-                rows = jnp.concatenate([rows, stats.grad_mean_abs(grads[i], unit.axis)])
-            parts.append(rows)
+        parts = [
+            stats.series_rows(
+                acts[unit.ref],
+                None if grads is None else grads[i],
+                self._epsilon,
+                unit.axis,
+            )
+            for i, unit in enumerate(self.units)
+        ]
         return jnp.concatenate(parts, axis=1)
 
     def _capture(self, leaves, deltas):

@@ -84,6 +84,15 @@ def _masked(x, epsilon: float):
     return jnp.stack([rows[name] for name in metadata.BASE_STATS])
 
 
+def series_rows(x, grad, epsilon: float, unit_axis: int):
+    """``unit_stats`` of ``x``, then ``grad_mean_abs`` of ``grad`` unless it
+    is None: a series' whole ``[num_stats, units]`` snapshot rows."""
+    rows = unit_stats(x, epsilon, unit_axis)
+    if grad is None:
+        return rows
+    return jnp.concatenate([rows, grad_mean_abs(grad, unit_axis)])
+
+
 def grad_mean_abs(g, unit_axis: int):
     """float32 ``[1, units]``: mean |g| over the finite values per unit."""
     g = units_last(g, unit_axis)

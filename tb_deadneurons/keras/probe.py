@@ -352,18 +352,13 @@ def _tensorflow_reducer():
 
 
 def _jax_reducer():
-    import jax.numpy as jnp
-
     from tb_deadneurons.jax import stats as jax_stats
 
     def reduce(x, grad, unit_axis, epsilon, masked):
         # Masks chosen on the device (``lax.cond``): one pass, so that the
         # callback can read the result steps later (a second pass then
         # would see later weights).
-        rows = jax_stats.unit_stats(x, epsilon, unit_axis)
-        if grad is None:
-            return rows
-        return jnp.concatenate([rows, jax_stats.grad_mean_abs(grad, unit_axis)])
+        return jax_stats.series_rows(x, grad, epsilon, unit_axis)
 
     return _Reducer(reduce, stats.encode_rows, flags_nonfinite=False)
 
