@@ -54,9 +54,11 @@ def _imports(path: pathlib.Path):
                 module = f"{base}.{node.module}" if node.module else base
             else:
                 module = node.module
-            yield module
-            # ``from tb_deadneurons[.part] import x``: x may be a submodule.
-            if module.split(".")[0] == "tb_deadneurons":
+            if module.split(".")[0] != "tb_deadneurons":
+                yield module
+            else:
+                # ``from tb_deadneurons[.part] import x``: x may be a submodule,
+                # so the name says what is imported, not just its package.
                 yield from (f"{module}.{alias.name}" for alias in node.names)
 
 
@@ -75,10 +77,7 @@ def test_each_part_imports_only_the_parts_below_it(part):
     for path in _part_files(part):
         for module in _imports(path):
             target = _own_part(module)
-            if target in STATS_OF.get(part, ()) and module.split(".")[2:3] in (
-                ["stats"],
-                [],  # ``from tb_deadneurons.tf import stats`` names the package
-            ):
+            if target in STATS_OF.get(part, ()) and module.split(".")[2:3] == ["stats"]:
                 continue
             if target and target != part and target not in ALLOWED[part]:
                 wrong.append(f"{path.relative_to(PACKAGE)} imports {module}")
@@ -126,6 +125,9 @@ def test_the_layout_test_sees_a_wrong_arrow(tmp_path, monkeypatch):
     (keras / "ok.py").write_text("from tb_deadneurons.torch import stats\n")
     test_each_part_imports_only_the_parts_below_it("keras")
     (keras / "bad.py").write_text("from tb_deadneurons.torch import monitor\n")
+    with pytest.raises(AssertionError, match="bad.py imports tb_deadneurons.torch"):
+        test_each_part_imports_only_the_parts_below_it("keras")
+    (keras / "bad.py").write_text("import tb_deadneurons.torch\n")  # its __init__
     with pytest.raises(AssertionError, match="bad.py imports tb_deadneurons.torch"):
         test_each_part_imports_only_the_parts_below_it("keras")
 
