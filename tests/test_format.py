@@ -99,6 +99,29 @@ def test_codec_keeps_zero_and_one_exact_and_magnitudes_within_seven_percent():
     assert np.all(np.abs(back[s != 0] / s[s != 0] - 1) < 0.13)
 
 
+def test_codes_saturate_at_the_top_of_their_range_keeping_the_sign():
+    signed, log = metadata.ENCODINGS["mean"], metadata.ENCODINGS["max_abs"]
+    huge = np.array([1e30, -1e30, np.float32(3.4e38)], np.float32)
+    assert codec.encode(huge, signed).tolist() == [127, 255, 127]
+    assert codec.encode(huge, log).tolist() == [255, 255, 255]
+    assert codec.encode(np.array([1e-40], np.float32), log).tolist() == [1]
+
+
+def test_rows_of_different_encodings_encode_in_one_pass_as_each_alone():
+    rng = np.random.default_rng(3)
+    encodings = list(metadata.ENCODINGS.values())
+    rows = (
+        rng.standard_normal((len(encodings), 200))
+        * 10.0 ** rng.integers(-12, 12, (len(encodings), 200))
+    ).astype(np.float32)
+    rows[:, :4] = [0.0, 1.0, -1e30, 1e30]
+    together = codec.encode_columns(rows, codec.columns(encodings))
+    for i, enc in enumerate(encodings):
+        assert together[i].tolist() == codec.encode(rows[i], enc).tolist()
+    with pytest.raises(ValueError, match="unknown row encoding kind"):
+        codec.columns([plugin_data_pb2.RowEncoding(kind=99)])
+
+
 def test_numpy_twin_reports_dead_units_exactly_and_counts_nonfinite():
     rng = np.random.default_rng(1)
     a = np.maximum(rng.normal(size=(300, 10)), 0).astype(np.float32)

@@ -13,6 +13,8 @@ in-graph; a test pins the two together.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from tb_deadneurons.format.proto import plugin_data_pb2
@@ -44,31 +46,69 @@ def signed_log(log2_min: float, steps_per_octave: float) -> plugin_data_pb2.RowE
     )
 
 
-def _log_codes(magnitude: np.ndarray, enc, max_code: int) -> np.ndarray:
+class Columns(NamedTuple):
+    """Per-row encoding parameters as ``[rows, 1]`` columns (float32, bool),
+    so that rows with different encodings are encoded in one pass."""
+
+    log2_min: np.ndarray
+    steps: np.ndarray
+    max_code: np.ndarray
+    fraction: np.ndarray
+    signed: np.ndarray
+
+
+def columns(encodings) -> Columns:
+    """The ``Columns`` of one ``RowEncoding`` per row.
+
+    Raises:
+      ValueError: an encoding kind is unknown.
+    """
+    kinds = [e.kind for e in encodings]
+    for kind in kinds:
+        if kind not in (Kind.UNIT_FRACTION, Kind.LOG, Kind.SIGNED_LOG):
+            raise ValueError(f"unknown row encoding kind: {kind!r}")
+
+    def col(values, dtype=np.float32):
+        return np.array(values, dtype).reshape(-1, 1)
+
+    return Columns(
+        log2_min=col([e.log2_min for e in encodings]),
+        steps=col([e.steps_per_octave or 1.0 for e in encodings]),
+        max_code=col(
+            [SIGNED_MAX_CODE if k == Kind.SIGNED_LOG else MAX_CODE for k in kinds]
+        ),
+        fraction=col([k == Kind.UNIT_FRACTION for k in kinds], bool),
+        signed=col([k == Kind.SIGNED_LOG for k in kinds], bool),
+    )
+
+
+def encode_columns(values: np.ndarray, cols: Columns) -> np.ndarray:
+    """Encodes finite float32 ``[rows, n]`` values, row ``i`` as ``cols`` row
+    ``i`` says, to ``uint8`` codes (the one implementation of the codes;
+    ``tf.stats`` has the in-graph twin)."""
+    values = np.asarray(values, dtype=np.float32)
+    v = np.clip(values, 0.0, 1.0)
+    mid = np.clip(np.floor(v * np.float32(FRACTION_SCALE) + np.float32(0.5)), 1, 254)
+    fraction = np.where(v <= 0, 0, np.where(v >= 1, MAX_CODE, mid))
+    magnitude = np.abs(values)
     with np.errstate(divide="ignore", invalid="ignore"):
-        pos = (np.log2(magnitude) - np.float32(enc.log2_min)) * np.float32(
-            enc.steps_per_octave
-        )
-    codes = np.floor(pos + np.float32(0.5)) + 1
-    codes = np.clip(np.nan_to_num(codes, nan=1, posinf=max_code, neginf=1), 1, max_code)
-    return np.where(magnitude > 0, codes, 0).astype(np.uint8)
+        pos = (np.log2(magnitude) - cols.log2_min) * cols.steps
+    # fmax / fmin drop a NaN: NaN -> 1, -inf -> 1, +inf -> the top code.
+    codes = np.fmin(np.fmax(np.floor(pos + np.float32(0.5)) + 1, 1), cols.max_code)
+    codes = np.where(magnitude > 0, codes, 0)
+    codes += np.where(cols.signed & (values < 0), SIGN_BIT, 0)
+    return np.where(cols.fraction, fraction, codes).astype(np.uint8)
 
 
 def encode(values: np.ndarray, enc: plugin_data_pb2.RowEncoding) -> np.ndarray:
-    """Encodes finite float32 ``values`` (any shape) to ``uint8`` codes."""
+    """Encodes finite float32 ``values`` (any shape) to ``uint8`` codes.
+
+    Raises:
+      ValueError: the encoding kind is unknown.
+    """
     values = np.asarray(values, dtype=np.float32)
-    if enc.kind == Kind.UNIT_FRACTION:
-        v = np.clip(values, 0.0, 1.0)
-        mid = np.clip(
-            np.floor(v * np.float32(FRACTION_SCALE) + np.float32(0.5)), 1, 254
-        )
-        return np.where(v <= 0, 0, np.where(v >= 1, MAX_CODE, mid)).astype(np.uint8)
-    if enc.kind == Kind.LOG:
-        return _log_codes(np.abs(values), enc, MAX_CODE)
-    if enc.kind == Kind.SIGNED_LOG:
-        codes = _log_codes(np.abs(values), enc, SIGNED_MAX_CODE)
-        return (codes | np.where(values < 0, SIGN_BIT, 0)).astype(np.uint8)
-    raise ValueError(f"unknown row encoding kind: {enc.kind!r}")
+    flat = encode_columns(values.reshape(1, -1), columns([enc]))
+    return flat.reshape(values.shape)
 
 
 def decode(codes: np.ndarray, enc: plugin_data_pb2.RowEncoding) -> np.ndarray:

@@ -110,26 +110,17 @@ def snapshot_np(
     return encode_rows(np.stack([stats[n] for n in names]), gradients is not None)
 
 
-def _groups(with_gradients: bool) -> list[tuple[list[int], object]]:
-    """Row indices that share an encoding, with that encoding."""
-    names = metadata.stat_names(with_gradients)
-    groups: dict[bytes, list[int]] = {}
-    for i, name in enumerate(names):
-        groups.setdefault(metadata.ENCODINGS[name].SerializeToString(), []).append(i)
-    return [(rows, metadata.ENCODINGS[names[rows[0]]]) for rows in groups.values()]
-
-
-_GROUPS = {g: _groups(g) for g in (False, True)}
+# The parameter columns of the rows, with and without the gradient row.
+_COLUMNS = {
+    g: codec.columns([metadata.ENCODINGS[n] for n in metadata.stat_names(g)])
+    for g in (False, True)
+}
 
 
 def encode_rows(rows: np.ndarray, with_gradients: bool) -> np.ndarray:
     """uint8 codes of float32 ``[num_stats, units]`` rows in
     ``metadata.stat_names`` order: the one host encoder of every writer
-    whose statistics were reduced elsewhere (torch, jax, Keras).
-
-    Rows that share an encoding are encoded in one ``codec.encode`` call.
+    whose statistics were reduced elsewhere (torch, jax, Keras), all rows in
+    one ``codec.encode_columns`` pass.
     """
-    codes = np.empty(rows.shape, np.uint8)
-    for indices, enc in _GROUPS[with_gradients]:
-        codes[indices] = codec.encode(rows[indices], enc)
-    return codes
+    return codec.encode_columns(rows, _COLUMNS[with_gradients])

@@ -12,11 +12,8 @@ import weakref
 import numpy as np
 
 from tb_deadneurons.format import codec, metadata
-from tb_deadneurons.format.proto import plugin_data_pb2
 from tb_deadneurons.format.stats import check_shape
 from tb_deadneurons.tf import private
-
-_Kind = plugin_data_pb2.RowEncoding
 
 
 def check_tf(tf, arg: str, x, unit_axis: int):
@@ -114,20 +111,13 @@ def _per_unit_stats_tf(tf, x, epsilon: float) -> dict:
 def _encode_rows_tf(tf, rows, encodings):
     """Encodes ``rows`` ([R, U] float32) with one ``RowEncoding`` per row.
 
-    The same formulas as ``codec.encode``, applied to all rows at once.
+    The same formulas as ``codec.encode_columns``, on the same columns.
     """
-    kinds = [e.kind for e in encodings]
-    col = lambda values: tf.constant(np.array(values, np.float32)[:, None])  # noqa: E731
-    log2_min = col([e.log2_min for e in encodings])
-    steps = col([e.steps_per_octave or 1.0 for e in encodings])
-    max_code = col(
-        [
-            codec.SIGNED_MAX_CODE if k == _Kind.SIGNED_LOG else codec.MAX_CODE
-            for k in kinds
-        ]
+    cols = codec.columns(encodings)
+    log2_min, steps, max_code = (
+        tf.constant(c) for c in (cols.log2_min, cols.steps, cols.max_code)
     )
-    is_fraction = col([k == _Kind.UNIT_FRACTION for k in kinds]) > 0
-    is_signed = col([k == _Kind.SIGNED_LOG for k in kinds]) > 0
+    is_fraction, is_signed = tf.constant(cols.fraction), tf.constant(cols.signed)
 
     v = tf.clip_by_value(rows, 0.0, 1.0)
     mid = tf.clip_by_value(tf.floor(v * codec.FRACTION_SCALE + 0.5), 1.0, 254.0)
