@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -20,6 +21,8 @@ def _codes(step: int) -> np.ndarray:
 
 def _written(run_dir: str, tag: str = "dense") -> list[tuple[int, np.ndarray]]:
     acc = events.load(run_dir)
+    if tag not in acc.Tags()["tensors"]:
+        return []
     return [
         (e.step, tensor_util.make_ndarray(e.tensor_proto)) for e in acc.Tensors(tag)
     ]
@@ -60,6 +63,23 @@ def test_wait_makes_the_events_readable_without_closing(tmp_path):
     writer.close()
 
 
+def test_an_open_writer_writes_each_turn_not_each_call(tmp_path):
+    slow = events_lib.BackgroundWriter(str(tmp_path / "slow"), interval_s=60.0)
+    fast = events_lib.BackgroundWriter(str(tmp_path / "fast"), interval_s=0.05)
+    for writer in (slow, fast):
+        writer.snapshot("dense", _codes(3), 3)
+        writer.flush()
+    time.sleep(1.0)
+    # The thread's turn comes every interval_s, never at each call ...
+    assert _written(str(tmp_path / "slow")) == []
+    # ... and writes the calls queued since its last turn, file left open.
+    assert [s for s, _ in _written(str(tmp_path / "fast"))] == [3]
+    slow.wait()
+    assert [s for s, _ in _written(str(tmp_path / "slow"))] == [3]
+    slow.close()
+    fast.close()
+
+
 def test_a_failed_write_is_raised_by_the_next_call_and_the_rest_are_kept(tmp_path):
     writer = events_lib.BackgroundWriter(str(tmp_path))
     writer.snapshot("bad", _codes(0), 0, no_such_field=1)
@@ -90,3 +110,9 @@ def test_a_writer_never_closed_is_drained_at_interpreter_exit(tmp_path):
 def test_max_pending_must_be_a_positive_int(tmp_path, bad):
     with pytest.raises(ValueError, match=f"max_pending must be an int >= 1; got {bad}"):
         events_lib.BackgroundWriter(str(tmp_path), max_pending=bad)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan"), "1", True])
+def test_interval_must_be_a_positive_number(tmp_path, bad):
+    with pytest.raises(ValueError, match="interval_s must be a number > 0"):
+        events_lib.BackgroundWriter(str(tmp_path), interval_s=bad)
