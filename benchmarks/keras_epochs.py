@@ -2,13 +2,14 @@
 
 A warm callback (set up by a short fit first, so its one-off start-up is
 not counted) on the seed MLP (784-64-10, 60,000 samples) or the small CNN
-(12,000 samples) from ``overhead.py``, batch 32, at the default period;
+(12,000 samples) from ``overhead.py``, batch 32, at the default period
+(or ``--every`` batches);
 the order alternates per round. Prints each round's epoch seconds with and
 without, the seconds spent inside the callback's hooks, and min / median
 ratios.
 
     KERAS_BACKEND=jax python benchmarks/keras_epochs.py [--model mlp|cnn]
-        [--rounds 6]
+        [--rounds 6] [--every 1]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import keras  # noqa: E402
 import overhead  # noqa: E402
 
 import tb_deadneurons  # noqa: E402
+from tb_deadneurons.keras import callback  # noqa: E402
 
 
 class HookTimed(tb_deadneurons.DeadNeuronCallback):
@@ -51,6 +53,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--every", type=int, default=callback.DEFAULT_EVERY_N_BATCHES)
     args = parser.parse_args()
     if args.model == "mlp":
         x, y = overhead.data(60000, (784,))
@@ -59,7 +62,7 @@ def main():
         x, y = overhead.data(12000, (28, 28, 1))
         model = overhead.compiled(overhead.cnn)
     model.fit(x[:1920], y[:1920], batch_size=32, verbose=0)
-    cb = HookTimed(tempfile.mkdtemp(), x[:256])
+    cb = HookTimed(tempfile.mkdtemp(), x[:256], every_n_batches=args.every)
     model.fit(x[:320], y[:320], batch_size=32, verbose=0, callbacks=[cb])
     with_times, without_times, ratios = [], [], []
     for r in range(args.rounds):
@@ -80,7 +83,8 @@ def main():
             flush=True,
         )
     print(
-        f"{keras.backend.backend()} {args.model}: epoch with / without "
+        f"{keras.backend.backend()} {args.model}, every {args.every}: epoch with / "
+        "without "
         f"min {min(with_times) / min(without_times):.3f}x, "
         f"median {statistics.median(ratios):.3f}x"
     )

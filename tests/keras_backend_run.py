@@ -79,7 +79,12 @@ def main(out_dir: str) -> dict:
         every_n_batches=2,
         gradients=True,
     )
-    model.fit(x, y, batch_size=16, epochs=1, callbacks=[cb], verbose=0)
+    # Keras's own running loss after each batch, for the loss we log.
+    keras_loss = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: keras_loss.append(float(logs["loss"]))
+    )
+    model.fit(x, y, batch_size=16, epochs=1, callbacks=[cb, record], verbose=0)
     # Weights that move fast: every mid-epoch snapshot must see new weights
     # (on jax they live outside the model's variables during an epoch).
     moving = planted_model()
@@ -92,6 +97,7 @@ def main(out_dir: str) -> dict:
         "backend": keras.backend.backend(),
         "tensorflow_imported": "tensorflow" in sys.modules,
         "watched": sorted(cb.watched),
+        "keras_loss": keras_loss,
     }
     result["device_stats"] = device_stats()
     readme_example(out_dir)

@@ -14,7 +14,9 @@ import sys
 
 import numpy as np
 import pytest
+from tensorboard.util import tensor_util
 
+from tb_deadneurons.format.metadata import LOSS_TAG
 from tests import events
 from tests.keras_backend_run import DEAD_CHANNELS, DEAD_DENSE
 
@@ -79,6 +81,22 @@ def test_every_snapshot_sees_the_weights_of_its_step(runs, backend):
     means = [stats["mean"] for _, stats in snaps]
     for before, after in zip(means, means[1:], strict=False):
         assert not np.array_equal(before, after)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_logged_loss_is_keras_running_loss_at_its_step(runs, backend):
+    report, path = runs[backend]
+    run = events.load(str(path / "planted" / "train"))
+    logged = {
+        e.step: float(tensor_util.make_ndarray(e.tensor_proto))
+        for e in run.Tensors(LOSS_TAG)
+    }
+    # Step k is the state after k batches: Keras's loss at the end of batch k-1.
+    keras_loss = report["keras_loss"]
+    assert sorted(logged) == [2, 4] and len(keras_loss) == 4
+    for step, loss in logged.items():
+        assert loss == pytest.approx(keras_loss[step - 1], rel=1e-6), step
+    assert logged[2] != pytest.approx(logged[4], rel=1e-6)
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])

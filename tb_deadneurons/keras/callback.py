@@ -258,11 +258,16 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         function that reads it, so that taking it now waits for nothing
         (on jax the training steps already dispatched keep running)."""
         for metric in getattr(self.model, "metrics", []):
-            if metric.name == "loss":
-                count = getattr(metric, "count", None)
-                # Copies: the variables' own buffers move on with training.
-                count = None if count is None else keras.ops.copy(count.value)
-                return functools.partial(_loss_value, count, metric.result())
+            if metric.name != "loss":
+                continue
+            total, count = (
+                getattr(metric, "total", None),
+                getattr(metric, "count", None),
+            )
+            if total is None or count is None:
+                return functools.partial(_loss_value, metric.result())
+            # Keras's Mean: total / count, divided when read.
+            return functools.partial(_mean_value, _held(total, count))
         return None
 
     def _advance(self, step: int, loss) -> None:
@@ -363,10 +368,33 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         writer.flush()
 
 
-def _loss_value(count, result) -> float | None:
+def _held(total, count):
+    """A new ``[total, count]`` tensor of the variables' values now: their
+    own buffers move on with training (on jax, the next step deletes them).
+    On jax one compiled call (an eager stack dispatches several ops)."""
+    if keras.backend.backend() == "jax":
+        return _jax_stack()(total.value, count.value)
+    return keras.ops.stack([total.value, count.value])
+
+
+@functools.cache
+def _jax_stack():
+    import jax
+
+    return jax.jit(lambda *values: jax.numpy.stack(values))
+
+
+def _mean_value(held) -> float | None:
     """The loss a ``_running_loss`` function reads: None before any batch."""
-    if count is not None and float(keras.ops.convert_to_numpy(count)) == 0:
+    total, count = np.asarray(keras.ops.convert_to_numpy(held), np.float32)
+    if count == 0:
         return None
+    return float(total / count)
+
+
+def _loss_value(result) -> float:
+    """The loss a ``_running_loss`` function reads from a metric without
+    ``total`` and ``count``: its ``result()`` at the snapshot's step."""
     return float(keras.ops.convert_to_numpy(result))
 
 
