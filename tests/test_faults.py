@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -20,9 +21,9 @@ from tensorboard.backend import application
 from tensorboard.plugins import base_plugin
 from werkzeug.test import Client
 
-from tb_deadneurons import api
+from tb_deadneurons import api, summary
 from tb_deadneurons.board import plugin, reader, records
-from tb_deadneurons.format import tfrecord
+from tb_deadneurons.format import metadata, tfrecord
 from tests.support import EventWriter, relu_batch
 
 STEPS = list(range(6))
@@ -265,3 +266,33 @@ def test_live_summary_writer_paused_is_no_damage_but_cut_off_and_left_is(tmp_pat
         env=env,
     )
     assert left.returncode == 0 and expected in left.stdout
+
+
+def test_an_encoding_whose_codes_leave_float32_is_named_and_dropped(tmp_path):
+    """Codes whose values overflow float32 or round to 0 (a live unit read as
+    dead) come from a damaged or foreign writer: each such stat is named and
+    dropped, never decoded to inf or 0, and nothing warns on the console."""
+    rng = np.random.default_rng(5)
+    w = EventWriter(str(tmp_path / "run"))
+    for step in range(3):
+        summ = summary.activations_pb("dense", relu_batch(rng, 32, 8, [4]))
+        if step == 0:
+            content = summ.value[0].metadata.plugin_data
+            data = metadata.parse_plugin_metadata(content.content)
+            names = list(data.stat_names)
+            data.encodings[names.index("mean_abs")].log2_min = 200.0
+            data.encodings[names.index("std")].log2_min = -400.0
+            content.content = data.SerializeToString()
+        w.add(step, summ)
+    w.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        logs = api.load(str(tmp_path))
+    text = "\n".join(logs.warnings)
+    for name in ("mean_abs", "std"):
+        assert f"stat {name} not decodable (its codes reach beyond float32)" in text
+    for name in ("active_fraction", "max_abs", "count"):
+        assert f"stat {name} not decodable" not in text
+    # Without mean_abs the layer cannot be classified: said, not guessed.
+    assert "no active_fraction / mean_abs rows; not classified" in text
+    assert logs.layers == {}

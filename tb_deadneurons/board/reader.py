@@ -312,6 +312,21 @@ def _problem(arr, rows: int, units: int | None) -> str | None:
     return None
 
 
+def _lut(enc) -> np.ndarray:
+    """float32 value of each of the 256 codes of ``enc``.
+
+    Raises:
+      ValueError: the kind is unknown, or a code's value does not fit
+        float32 (infinite, or a non-zero one read as 0: a live unit as dead).
+    """
+    exact = codec.decode(np.arange(256), enc)
+    with np.errstate(over="ignore", under="ignore"):
+        lut = exact.astype(np.float32)
+    if not (np.isfinite(lut).all() and np.array_equal(lut != 0, exact != 0)):
+        raise ValueError("its codes reach beyond float32")
+    return lut
+
+
 def decode_series(run: str, tag: str, meta, data) -> Series:
     """Builds a ``Series`` from ``TensorDatum``s (see module docstring)."""
     warnings = []
@@ -319,7 +334,7 @@ def decode_series(run: str, tag: str, meta, data) -> Series:
     luts = {}
     for i, (name, enc) in enumerate(zip(names, meta.encodings, strict=True)):
         try:
-            luts[name] = (i, codec.decode(np.arange(256), enc).astype(np.float32))
+            luts[name] = (i, _lut(enc))
         except ValueError as e:
             warnings.append(
                 f"{_where(run, tag)}: stat {name} not decodable ({e}); dropped"
