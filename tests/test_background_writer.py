@@ -114,5 +114,5 @@ def test_max_pending_must_be_a_positive_int(tmp_path, bad):
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan"), "1", True])
 def test_interval_must_be_a_positive_number(tmp_path, bad):
-    with pytest.raises(ValueError, match="interval_s must be a number > 0"):
+    with pytest.raises(ValueError, match="interval_s must be a finite number > 0"):
         events_lib.BackgroundWriter(str(tmp_path), interval_s=bad)

@@ -15,14 +15,23 @@ import os
 import numpy as np
 
 
+def _finite_float(name: str, value, bound: str, ok) -> float:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.number)):
+        raise ValueError(f"{name} must be a finite number {bound}; got {value!r}")
+    number = float(value)
+    if not (math.isfinite(number) and ok(number)):
+        raise ValueError(f"{name} must be a finite number {bound}; got {value!r}")
+    return number
+
+
 def non_negative_float(name: str, value) -> float:
     """``value`` as a float; ValueError unless a finite real number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.number)):
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
-    number = float(value)
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
-    return number
+    return _finite_float(name, value, ">= 0", lambda x: x >= 0)
+
+
+def positive_float(name: str, value) -> float:
+    """``value`` as a float; ValueError unless a finite real number > 0."""
+    return _finite_float(name, value, "> 0", lambda x: x > 0)
 
 
 def epsilon(value) -> float:

@@ -22,7 +22,7 @@ import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.util import tensor_util
 
-from tb_deadneurons.format import metadata, tfrecord
+from tb_deadneurons.format import checks, metadata, tfrecord
 
 _file_ids = itertools.count()
 
@@ -172,15 +172,12 @@ class BackgroundWriter:
             raise ValueError(f"max_pending must be an int >= 1; got {max_pending!r}")
         if max_pending < 1:
             raise ValueError(f"max_pending must be an int >= 1; got {max_pending!r}")
-        if isinstance(interval_s, bool) or not isinstance(interval_s, (int, float)):
-            raise ValueError(f"interval_s must be a number > 0; got {interval_s!r}")
-        if not 0 < interval_s < float("inf"):
-            raise ValueError(f"interval_s must be a number > 0; got {interval_s!r}")
+        interval_s = checks.positive_float("interval_s", interval_s)
         writer = EventWriter(run_dir, filename_suffix)
         self.run_dir = writer.run_dir
         # The thread and the exit hook hold the shared state, never self, so
         # an unreferenced writer can still be collected.
-        self._state = _Pending(max_pending, float(interval_s))
+        self._state = _Pending(max_pending, interval_s)
         self._thread = threading.Thread(
             target=_drain, args=(self._state, writer), daemon=True
         )
