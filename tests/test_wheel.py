@@ -24,18 +24,40 @@ import numpy as np
 from tests.support import EventWriter, free_port, relu_batch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Build outputs and caches a stale checkout may hold: a wheel built with them
-# could pick up files the sources no longer have.
+# Without git (an unpacked archive): everything but build outputs, caches and
+# virtual environments a checkout may hold (.ci/run builds two inside it).
 _NOT_SOURCES = shutil.ignore_patterns(
     ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "artifacts",
-    "runs", "node_modules",
+    "runs", "node_modules", "venv", "venv-*", ".venv",
 )  # fmt: skip
 PLUGIN = "data/plugin/deadneurons"
 
 
+def _copy_sources(dst) -> None:
+    """Copy the checkout's sources: the files git tracks or would track.
+
+    A wheel built from a copy of everything could pick up files the sources
+    no longer have, and copying a checkout's virtual environments (gigabytes,
+    still being written by the running suite) failed CI once.
+    """
+    listed = subprocess.run(
+        ["git", "-C", REPO, "ls-files", "-z", "--cached", "--others"]
+        + ["--exclude-standard"],
+        capture_output=True,
+    )  # fmt: skip
+    if listed.returncode != 0:
+        shutil.copytree(REPO, dst, ignore=_NOT_SOURCES)
+        return
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        path = os.path.join(REPO, name)
+        if os.path.isfile(path):
+            os.makedirs(os.path.dirname(os.path.join(dst, name)), exist_ok=True)
+            shutil.copy2(path, os.path.join(dst, name))
+
+
 def _build_wheel(tmp_path) -> str:
     src = tmp_path / "src"
-    shutil.copytree(REPO, src, ignore=_NOT_SOURCES)
+    _copy_sources(src)
     out = tmp_path / "wheel"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps"]
