@@ -4,7 +4,9 @@ The seed's MLP (digits 64-64-10, batch 32) and a small CNN on the digits as
 8x8x1 images (Conv16-relu-pool-Conv32-relu-Dense10), Adam, jitted steps.
 
 1. Whole training, with / without the monitor at ``every_n_steps=100``
-   (probe: 256 samples): the loop's wall time up to ``block_until_ready``
+   and at the default period (100, fitted at step 100 to the measured cost,
+   ``analysis.period``; the chosen period is printed) (probe: 256
+   samples): the loop's wall time up to ``block_until_ready``
    of the final parameters, ``step()`` and ``close()`` included. Building
    the monitor (trace, compile, the step-0 snapshot) is a fixed cost per
    run, printed on its own in seconds. Rounds alternate the order of the
@@ -60,15 +62,19 @@ def _train_step(model, tx):
 
 
 def _round(model, x, y, steps, logdir, monitored):
-    """(loop seconds, seconds to build the monitor) for one training run."""
+    """(loop seconds, seconds to build the monitor, period) for one run.
+
+    ``monitored``: None (no monitor), 100 or "default" (the fitted period).
+    """
     tx = optax.adam(1e-3)
     params = model.init(jax.random.key(0), x[:1])
     opt_state = tx.init(params)
     step = _train_step(model, tx)
     jax.block_until_ready(step(params, opt_state, x[:32], y[:32]))  # compiled
     built = time.perf_counter()
+    every = None if monitored == "default" else monitored
     monitor = (
-        DeadNeuronMonitor(model.apply, logdir, x[:256], 100, variables=params)
+        DeadNeuronMonitor(model.apply, logdir, x[:256], every, variables=params)
         if monitored
         else None
     )
@@ -82,7 +88,7 @@ def _round(model, x, y, steps, logdir, monitored):
     if monitor is not None:
         monitor.close()
     jax.block_until_ready(params)
-    return time.perf_counter() - start, built
+    return time.perf_counter() - start, built, monitor and monitor.every_n_steps
 
 
 def _best_of(fn, repeats=200):
@@ -123,27 +129,31 @@ def main() -> None:
     setups = {"MLP 64-64-10": (MLP(), x), "CNN 8x8x1": (CNN(), x.reshape(-1, 8, 8, 1))}
     print(
         f"jax {jax.__version__} on {jax.devices()[0].platform}, {args.steps} steps "
-        f"x {args.rounds} rounds, batch 32, probe 256, every_n_steps=100"
+        f"x {args.rounds} rounds, batch 32, probe 256"
     )
     with tempfile.TemporaryDirectory() as logdir:
         for name, (model, data) in setups.items():
-            ratios, builds = [], []
-            _round(model, data, y, 200, logdir, True)  # warm-up
+            variants = (None, 100, "default")
+            ratios, builds, chosen = {100: [], "default": []}, [], set()
+            _round(model, data, y, 200, logdir, 100)  # warm-up
             for r in range(args.rounds):
-                order = (False, True) if r % 2 == 0 else (True, False)
-                times = {}
-                for monitored in order:
-                    times[monitored] = _round(
-                        model, data, y, args.steps, f"{logdir}/{name}{r}", monitored
-                    )
-                ratios.append(times[True][0] / times[False][0])
-                builds.append(times[True][1])
+                order = variants[r % 3 :] + variants[: r % 3]
+                times = {
+                    v: _round(model, data, y, args.steps, f"{logdir}/{name}{r}", v)
+                    for v in order
+                }
+                for v in ratios:
+                    ratios[v].append(times[v][0] / times[None][0])
+                builds.append(times[100][1])
+                chosen.add(times["default"][2])
+            for v, rs in ratios.items():
+                label = f"every {v}" if v == 100 else f"default (chose {chosen})"
+                print(
+                    f"{name}: training with/without, {label}:  min {min(rs):.4f}  "
+                    f"median {statistics.median(rs):.4f}"
+                )
+            print(f"{name}: building the monitor {statistics.median(builds):.2f} s")
             fwd, dev, full = _snapshot_cost(model, data, f"{logdir}/{name}s")
-            print(
-                f"{name}: training with/without  min {min(ratios):.4f}  "
-                f"median {statistics.median(ratios):.4f}  "
-                f"(building the monitor: {statistics.median(builds):.2f} s)"
-            )
             print(
                 f"{name}: snapshot/forward  device min {dev[0] / fwd[0]:.2f} "
                 f"median {dev[1] / fwd[1]:.2f};  whole min {full[0] / fwd[0]:.2f} "

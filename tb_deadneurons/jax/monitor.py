@@ -9,15 +9,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tb_deadneurons.analysis import progress
+from tb_deadneurons.analysis import period, progress
 from tb_deadneurons.format import checks, metadata
 from tb_deadneurons.format import stats as format_stats
 from tb_deadneurons.format.events import EventWriter
 from tb_deadneurons.jax import probe as probe_lib
 
-# As the other writers' default: a probe of a few hundred samples every 100
-# steps costs about 1 % of training time (benchmarks/jax_overhead.py).
-DEFAULT_EVERY_N_STEPS = 100
+# Where every_n_steps is not given: the start, fitted to the measured cost
+# at the first periodic snapshot (analysis.period; docs/scale.md).
+DEFAULT_EVERY_N_STEPS = period.DEFAULT_EVERY
 _NO_LOSS = object()
 
 
@@ -51,7 +51,11 @@ class DeadNeuronMonitor:
         writer's files: same run, same step axis).
       probe_data: the probe batch ``x`` (an array or a pytree of arrays the
         model takes), or ``(x, y)``. A few hundred samples suffice.
-      every_n_steps: snapshot period in ``step`` calls.
+      every_n_steps: snapshot period in steps. Default (None): 100, fitted
+        at the 100th step to 2 % of the measured training time as the
+        PyTorch monitor's (``tb_deadneurons.analysis.period``). jax
+        dispatches asynchronously, so what is timed is the host's side of
+        a step and of a snapshot; it usually keeps 100.
       variables: linen only: the variables at ``start_step``.
       gradients: also log mean |dL/da| per unit (needs ``(x, y)`` and
         ``loss_fn``).
@@ -113,7 +117,7 @@ class DeadNeuronMonitor:
         model,
         log_dir,
         probe_data,
-        every_n_steps: int = DEFAULT_EVERY_N_STEPS,
+        every_n_steps: int | None = None,
         *,
         variables=None,
         gradients: bool = False,
@@ -138,7 +142,8 @@ class DeadNeuronMonitor:
                 "variables the first snapshot describes); got None"
             )
         log_dir = checks.log_dir(log_dir)
-        self.every_n_steps = checks.positive_int("every_n_steps", every_n_steps)
+        self._period = period.Period("every_n_steps", every_n_steps)
+        self.every_n_steps = self._period.every
         self.epsilon = checks.epsilon(epsilon)
         self._step = self._last_snapshot_step = checks.non_negative_int(
             "start_step", start_step
@@ -205,9 +210,11 @@ class DeadNeuronMonitor:
         self._loss = loss
         if not self._nnx:
             self._variables = variables  # for the snapshot at close
-        n = self.every_n_steps
-        if self._step // n != previous // n:
-            self._snapshot(self._current(variables), loss)
+        self._period.tick(self._step)
+        if self._period.due(previous, self._step):
+            with self._period.timed(type(self).__name__):
+                self._snapshot(self._current(variables), loss)
+            self.every_n_steps = self._period.every
         elif self._pending is not None:
             self._write_pending(wait=False)
 

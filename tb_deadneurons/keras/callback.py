@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 
-from tb_deadneurons.analysis import classify, progress
+from tb_deadneurons.analysis import classify, period, progress
 from tb_deadneurons.analysis import utility as utility_rule
 from tb_deadneurons.format import checks, events, summary
 from tb_deadneurons.format.metadata import LOSS_TAG
@@ -35,9 +35,9 @@ __all__ = ["DeadNeuronCallback", "LOSS_TAG"]
 # the seed MLP's training on tf and torch, 2-3 % (tf) and ~5 % (torch) of the
 # small CNN's; on jax the hooks take 6-9 % of the seed MLP's 0.5 ms steps
 # but overlap the queued steps (median epoch with / without under 1.01x).
-# It still gives a few hundred snapshots for a typical run of 20k-40k
-# batches (e.g. 60k samples, batch 32, 10-20 epochs).
-DEFAULT_EVERY_N_BATCHES = 100
+# Where every_n_batches is not given the period starts here and is fitted
+# to the measured cost at the first periodic snapshot (analysis.period).
+DEFAULT_EVERY_N_BATCHES = period.DEFAULT_EVERY
 
 
 class DeadNeuronCallback(keras.callbacks.Callback):
@@ -61,10 +61,13 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         used. A few hundred samples are plenty.
       every_n_batches: snapshot period in training batches (>= 1). A
         snapshot costs about 1-3 compiled forward passes of the probe batch
-        (measured per model and backend in docs/scale.md); the default,
-        100, gives a few hundred snapshots over 20k-40k batches; lower it
-        for short runs, raise it where one step is much cheaper than a
-        probe forward.
+        (measured per model and backend in docs/scale.md). Default (None):
+        100, and at the 100th batch the smallest of 100, 200, 500 and 1000
+        at which snapshots take at most 2 % of the measured batch time
+        (``tb_deadneurons.analysis.period``; logged once, logger
+        ``tb_deadneurons``, INFO; read from ``every_n_batches``). On jax,
+        which dispatches asynchronously, the host's side is what is timed,
+        and it usually keeps 100. Lower it for short runs.
       layers: tag paths (``"block/ffn/up"``), unique suffixes of them
         (``"up"``) or layer objects to watch, every call of each;
         ``"path:input"`` names a layer's input instead of its output.
@@ -127,7 +130,7 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         self,
         log_dir,
         probe_data,
-        every_n_batches: int = DEFAULT_EVERY_N_BATCHES,
+        every_n_batches: int | None = None,
         layers=None,
         gradients: bool = False,
         epsilon: float = 0.0,
@@ -146,7 +149,8 @@ class DeadNeuronCallback(keras.callbacks.Callback):
             type(self).__name__, scalars, verbose, alert_above, log_lines=False
         )
         self.log_dir = checks.log_dir(log_dir)
-        self.every_n_batches = checks.positive_int("every_n_batches", every_n_batches)
+        self._period = period.Period("every_n_batches", every_n_batches)
+        self.every_n_batches = self._period.every
         self.revive_every = checks.optional_positive_int("revive_every", revive_every)
         self.revive_tau = checks.non_negative_float("revive_tau", revive_tau)
         self.revive_select, self._rate, self._maturity = utility_rule.check_selection(
@@ -273,8 +277,11 @@ class DeadNeuronCallback(keras.callbacks.Callback):
     def _advance(self, step: int, loss) -> None:
         """Moves to ``step``; snapshots / revives when a period was crossed."""
         previous, self._step = self._step, step
-        if step // self.every_n_batches > previous // self.every_n_batches:
-            self._snapshot(loss=loss())
+        self._period.tick(step)
+        if step > previous and self._period.due(previous, step):
+            with self._period.timed(type(self).__name__):
+                self._snapshot(loss=loss())
+            self.every_n_batches = self._period.every
         if self.revive_every and step // self.revive_every > previous // (
             self.revive_every
         ):

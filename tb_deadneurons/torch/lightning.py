@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 
-from tb_deadneurons.torch.monitor import DEFAULT_EVERY_N_STEPS, DeadNeuronMonitor
+from tb_deadneurons.torch.monitor import DeadNeuronMonitor
 
 
 class DeadNeuronCallback(pl.Callback):
@@ -64,9 +64,7 @@ class DeadNeuronCallback(pl.Callback):
     ```
     """
 
-    def __init__(
-        self, probe_data, every_n_steps: int = DEFAULT_EVERY_N_STEPS, **monitor_kwargs
-    ):
+    def __init__(self, probe_data, every_n_steps: int | None = None, **monitor_kwargs):
         super().__init__()
         self._kwargs = dict(
             probe_data=probe_data, every_n_steps=every_n_steps, **monitor_kwargs

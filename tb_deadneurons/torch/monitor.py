@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from tb_deadneurons.analysis import classify, progress
+from tb_deadneurons.analysis import classify, period, progress
 from tb_deadneurons.analysis import utility as utility_rule
 from tb_deadneurons.format import checks, metadata, summary
 from tb_deadneurons.format import stats as format_stats
@@ -18,9 +18,9 @@ from tb_deadneurons.torch import probe as probe_lib
 from tb_deadneurons.torch import revive as revive_lib
 from tb_deadneurons.torch import utility as utility_lib
 
-# As the Keras callback's default: a 256-sample probe every 100 steps measured
-# 1.02x whole training (median) on the seed MLP; docs/scale.md has the table.
-DEFAULT_EVERY_N_STEPS = 100
+# Where every_n_steps is not given: the start, fitted to the measured cost
+# at the first periodic snapshot (analysis.period; docs/scale.md).
+DEFAULT_EVERY_N_STEPS = period.DEFAULT_EVERY
 _NONFINITE_ROW = metadata.BASE_STATS.index(metadata.NONFINITE)
 
 
@@ -43,7 +43,11 @@ class DeadNeuronMonitor:
         ``SummaryWriter`` (its ``get_logdir()`` is used).
       probe_data: the probe batch: a tensor, a dict of tensors (passed as
         keyword arguments), or ``(x, y)``. A few hundred samples suffice.
-      every_n_steps: snapshot period in ``step`` calls.
+      every_n_steps: snapshot period in steps. Default (None): 100, and
+        at the 100th step the smallest of 100, 200, 500 and 1000 at which
+        snapshots take at most 2 % of the measured training time
+        (``tb_deadneurons.analysis.period``; the choice is logged once,
+        logger ``tb_deadneurons``, INFO, and read from ``every_n_steps``).
       modules: qualified names (``"transformer.h.0.mlp.act"``), unique name
         suffixes (``"0.mlp.act"``) or module objects whose output to watch;
         a name ending in ``":input"`` (``"model.layers.0.mlp.down_proj:input"``)
@@ -109,7 +113,7 @@ class DeadNeuronMonitor:
         model: torch.nn.Module,
         log_dir,
         probe_data,
-        every_n_steps: int = DEFAULT_EVERY_N_STEPS,
+        every_n_steps: int | None = None,
         modules=None,
         gradients: bool = False,
         loss_fn: Callable | None = None,
@@ -131,7 +135,8 @@ class DeadNeuronMonitor:
         log_dir = checks.log_dir(
             log_dir.get_logdir() if hasattr(log_dir, "get_logdir") else log_dir
         )
-        self.every_n_steps = checks.positive_int("every_n_steps", every_n_steps)
+        self._period = period.Period("every_n_steps", every_n_steps)
+        self.every_n_steps = self._period.every
         self.epsilon = checks.epsilon(epsilon)
         self.revive_every = checks.optional_positive_int("revive_every", revive_every)
         self.revive_tau = checks.non_negative_float("revive_tau", revive_tau)
@@ -197,9 +202,11 @@ class DeadNeuronMonitor:
         previous = self._step
         self._step = previous + 1 if global_step is None else int(global_step)
         self._last_loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
-        n = self.every_n_steps
-        if self._step // n != previous // n:
-            self._snapshot(self._last_loss)
+        self._period.tick(self._step)
+        if self._period.due(previous, self._step):
+            with self._period.timed(type(self).__name__):
+                self._snapshot(self._last_loss)
+            self.every_n_steps = self._period.every
         r = self.revive_every
         if r and self._step // r != previous // r:
             self._revive()

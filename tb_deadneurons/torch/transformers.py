@@ -17,7 +17,7 @@ import warnings
 from transformers import TrainerCallback
 
 from tb_deadneurons.format import checks
-from tb_deadneurons.torch.monitor import DEFAULT_EVERY_N_STEPS, DeadNeuronMonitor
+from tb_deadneurons.torch.monitor import DeadNeuronMonitor
 
 __all__ = ["DeadNeuronCallback", "OFF_DIR"]
 
@@ -48,7 +48,8 @@ class DeadNeuronCallback(TrainerCallback):
       probe_data: the probe batch the model is called on: a dict of tensors
         (``{"input_ids": ..., "attention_mask": ...}``, passed as keyword
         arguments), a tensor, or ``(x, y)``. A few dozen sequences suffice.
-      every_n_steps: snapshot period in optimizer steps.
+      every_n_steps: snapshot period in optimizer steps; default: as
+        ``DeadNeuronMonitor``'s (100, fitted to the measured cost).
       modules: as ``DeadNeuronMonitor``'s (default: every activation module,
         e.g. GPT-2's ``transformer.h.N.mlp.act``).
       gradients: as ``DeadNeuronMonitor``'s (needs ``loss_fn`` and
@@ -88,13 +89,13 @@ class DeadNeuronCallback(TrainerCallback):
     def __init__(
         self,
         probe_data,
-        every_n_steps: int = DEFAULT_EVERY_N_STEPS,
+        every_n_steps: int | None = None,
         modules=None,
         gradients: bool = False,
         log_dir=None,
         **monitor_kwargs,
     ):
-        checks.positive_int("every_n_steps", every_n_steps)
+        checks.optional_positive_int("every_n_steps", every_n_steps)
         self._kwargs = dict(
             probe_data=probe_data,
             every_n_steps=every_n_steps,
