@@ -2,5 +2,6 @@
 
 ``classify`` (dead, tau-dormant, grad-dormant, revived, died-at, dying),
 ``hints`` (patterns and remedies), ``overview`` (wide layers aggregated for
-drawing). Imports ``format`` only.
+drawing); for the writers, ``progress`` (what they say while training) and
+``period`` (when they snapshot). Imports ``format`` only.
 """
