@@ -55,7 +55,8 @@ class DeadNeuronMonitor:
         at the 100th step to 2 % of the measured training time as the
         PyTorch monitor's (``tb_deadneurons.analysis.period``). jax
         dispatches asynchronously, so what is timed is the host's side of
-        a step and of a snapshot; it usually keeps 100.
+        a step and of a snapshot (a small MLP's moved to 200, a small CNN's
+        kept 100: docs/scale.md).
       variables: linen only: the variables at ``start_step``.
       gradients: also log mean |dL/da| per unit (needs ``(x, y)`` and
         ``loss_fn``).

@@ -66,8 +66,9 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         at which snapshots take at most 2 % of the measured batch time
         (``tb_deadneurons.analysis.period``; logged once, logger
         ``tb_deadneurons``, INFO; read from ``every_n_batches``). On jax,
-        which dispatches asynchronously, the host's side is what is timed,
-        and it usually keeps 100. Lower it for short runs.
+        which dispatches asynchronously, the host's side is what is timed
+        (the seed MLP's 0.2 ms batches moved it to 1000: docs/scale.md).
+        Lower it for short runs.
       layers: tag paths (``"block/ffn/up"``), unique suffixes of them
         (``"up"``) or layer objects to watch, every call of each;
         ``"path:input"`` names a layer's input instead of its output.
