@@ -85,7 +85,7 @@ def test_a_costly_probe_moves_the_torch_default_period_and_says_so(tmp_path, cap
 
 
 def test_a_cheap_probe_keeps_the_default_and_a_given_period_is_kept(tmp_path):
-    every, steps = _train_torch(tmp_path / "cheap", probe_n=4, batch=512, steps=250)
+    every, steps = _train_torch(tmp_path / "cheap", probe_n=4, batch=4096, steps=250)
     assert (every, steps) == (100, [0, 100, 200, 250])
     every, steps = _train_torch(
         tmp_path / "given", probe_n=20_000, batch=1, steps=250, every_n_steps=100
