@@ -100,7 +100,7 @@ def test_a_costly_probe_moves_the_keras_default_period(tmp_path):
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
-        [keras.Input((8,)), keras.layers.Dense(512, activation="relu"),
+        [keras.Input((8,)), keras.layers.Dense(512, activation="relu", name="hidden"),
          keras.layers.Dense(2)]
     )  # fmt: skip
     model.compile("sgd", "sparse_categorical_crossentropy")
@@ -110,7 +110,7 @@ def test_a_costly_probe_moves_the_keras_default_period(tmp_path):
     callback = DeadNeuronCallback(str(tmp_path), probe_data=x)
     model.fit(x[:1050], y, batch_size=1, epochs=1, verbose=0, callbacks=[callback])
     assert callback.every_n_batches == period.MAX_AUTO_EVERY
-    steps = [step for step, _ in events.snapshots(str(tmp_path / "train"))["dense"]]
+    steps = [step for step, _ in events.snapshots(str(tmp_path / "train"))["hidden"]]
     assert steps == [0, 100, 1000, 1050]
 
 
