@@ -119,3 +119,24 @@ def test_a_step_ticked_twice_is_timed_once():
     for step in (1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 10, 11, 12):
         auto.tick(step)  # a writer's second hook at step 5 (HF's on_log)
     assert auto.snapshot_took(10.0, "writer") == period.MAX_AUTO_EVERY
+
+
+def test_a_period_set_on_the_writer_is_kept_and_checked(tmp_path):
+    from tb_deadneurons.torch import DeadNeuronMonitor
+
+    model = torch.nn.Sequential(
+        torch.nn.Linear(8, 512), torch.nn.ReLU(), torch.nn.Linear(512, 2)
+    )
+    x = torch.randn(20_000, 8)
+    run = str(tmp_path / "run")
+    with DeadNeuronMonitor(model, run, probe_data=x) as monitor:
+        with pytest.raises(ValueError, match="every_n_steps"):
+            monitor.every_n_steps = 0
+        for step in range(1, 131):
+            model(x[:1]).sum().backward()
+            if step == 20:
+                monitor.every_n_steps = 50  # costly probe: not refitted
+            monitor.step()
+    assert monitor.every_n_steps == 50
+    ((_, snaps),) = events.snapshots(run).items()
+    assert [step for step, _ in snaps] == [0, 50, 100, 130]

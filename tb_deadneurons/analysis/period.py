@@ -12,10 +12,12 @@ smallest of 200, 500 and 1000 that fits (at most ``MAX_AUTO_EVERY``, so a
 run keeps a timeline), and the writer logs the choice once (logger
 ``tb_deadneurons``, INFO). A cheap snapshot keeps ``DEFAULT_EVERY``.
 
-Interface for writers: ``Period(name, every)``; ``tick(step)`` at each step
-call (a clock read while undecided, nothing after); ``due(previous, step)``;
-``with timed(writer): <periodic snapshot>`` (or ``snapshot_took(seconds,
-writer)``), after which ``every`` is the period, logged when it changed.
+Interface for writers: ``Period(name, every)``; ``fix(every)`` for a period
+the user sets later (the writer's ``every_n_steps`` property); ``tick(step)``
+at each step call (a clock read while undecided, nothing after);
+``due(previous, step)``; ``with timed(writer): <periodic snapshot>`` (or
+``snapshot_took(seconds, writer)``), after which ``every`` is the period,
+logged when it changed.
 """
 
 from __future__ import annotations
@@ -52,10 +54,17 @@ class Period:
     """A writer's snapshot period (``every``), fixed or fitted once."""
 
     def __init__(self, name: str, every: int | None):
-        self.auto = every is None
-        self.every = DEFAULT_EVERY if self.auto else checks.positive_int(name, every)
+        self._name = name
+        self.auto, self.every = True, DEFAULT_EVERY
         self._clock = None  # (time, step) of the last tick, while undecided
         self._per_step: list[float] = []
+        if every is not None:
+            self.fix(every)
+
+    def fix(self, every: int) -> None:
+        """A period the user gives (at construction or later): kept as is."""
+        self.every = checks.positive_int(self._name, every)
+        self.auto, self._per_step, self._clock = False, [], None
 
     def tick(self, step: int) -> None:
         """Times the step that ends at this call (only while undecided)."""

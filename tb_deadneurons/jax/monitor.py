@@ -144,7 +144,6 @@ class DeadNeuronMonitor:
             )
         log_dir = checks.log_dir(log_dir)
         self._period = period.Period("every_n_steps", every_n_steps)
-        self.every_n_steps = self._period.every
         self.epsilon = checks.epsilon(epsilon)
         self._step = self._last_snapshot_step = checks.non_negative_int(
             "start_step", start_step
@@ -176,6 +175,15 @@ class DeadNeuronMonitor:
         self._writer = EventWriter(log_dir)
         self.log_dir = log_dir
         self._snapshot(variables, None)
+
+    @property
+    def every_n_steps(self) -> int:
+        """The snapshot period in steps: as given or set, else as fitted."""
+        return self._period.every
+
+    @every_n_steps.setter
+    def every_n_steps(self, every: int) -> None:
+        self._period.fix(every)
 
     @property
     def last_snapshot(self) -> dict[str, np.ndarray]:
@@ -215,7 +223,6 @@ class DeadNeuronMonitor:
         if self._period.due(previous, self._step):
             with self._period.timed(type(self).__name__):
                 self._snapshot(self._current(variables), loss)
-            self.every_n_steps = self._period.every
         elif self._pending is not None:
             self._write_pending(wait=False)
 

@@ -151,7 +151,6 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         )
         self.log_dir = checks.log_dir(log_dir)
         self._period = period.Period("every_n_batches", every_n_batches)
-        self.every_n_batches = self._period.every
         self.revive_every = checks.optional_positive_int("revive_every", revive_every)
         self.revive_tau = checks.non_negative_float("revive_tau", revive_tau)
         self.revive_select, self._rate, self._maturity = utility_rule.check_selection(
@@ -210,6 +209,15 @@ class DeadNeuronCallback(keras.callbacks.Callback):
             )
         if self._last_snapshot_step != self._step:
             self._snapshot(loss=None)  # before the first step: units born dead
+
+    @property
+    def every_n_batches(self) -> int:
+        """The snapshot period in batches: as given or set, else as fitted."""
+        return self._period.every
+
+    @every_n_batches.setter
+    def every_n_batches(self, every: int) -> None:
+        self._period.fix(every)
 
     @property
     def watched(self) -> dict[str, keras.layers.Layer]:
@@ -282,7 +290,6 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         if step > previous and self._period.due(previous, step):
             with self._period.timed(type(self).__name__):
                 self._snapshot(loss=loss())
-            self.every_n_batches = self._period.every
         if self.revive_every and step // self.revive_every > previous // (
             self.revive_every
         ):

@@ -136,7 +136,6 @@ class DeadNeuronMonitor:
             log_dir.get_logdir() if hasattr(log_dir, "get_logdir") else log_dir
         )
         self._period = period.Period("every_n_steps", every_n_steps)
-        self.every_n_steps = self._period.every
         self.epsilon = checks.epsilon(epsilon)
         self.revive_every = checks.optional_positive_int("revive_every", revive_every)
         self.revive_tau = checks.non_negative_float("revive_tau", revive_tau)
@@ -181,6 +180,15 @@ class DeadNeuronMonitor:
         self._snapshot(None)
 
     @property
+    def every_n_steps(self) -> int:
+        """The snapshot period in steps: as given or set, else as fitted."""
+        return self._period.every
+
+    @every_n_steps.setter
+    def every_n_steps(self, every: int) -> None:
+        self._period.fix(every)
+
+    @property
     def watched(self) -> dict[str, torch.nn.Module]:
         """Tag -> the module whose output (or input) each series watches.
 
@@ -206,7 +214,6 @@ class DeadNeuronMonitor:
         if self._period.due(previous, self._step):
             with self._period.timed(type(self).__name__):
                 self._snapshot(self._last_loss)
-            self.every_n_steps = self._period.every
         r = self.revive_every
         if r and self._step // r != previous // r:
             self._revive()
