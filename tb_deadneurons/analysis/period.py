@@ -13,8 +13,9 @@ run keeps a timeline), and the writer logs the choice once (logger
 ``tb_deadneurons``, INFO). A cheap snapshot keeps ``DEFAULT_EVERY``.
 
 Interface for writers: ``Period(name, every)``; ``fix(every)`` for a period
-the user sets later (the writer's ``every_n_steps`` property); ``tick(step)``
-at each step call (a clock read while undecided, nothing after);
+the user sets later (through the writer's class attribute
+``every_n_steps = period.Attribute()``); ``tick(step)`` at each step call
+(a clock read while undecided, nothing after);
 ``due(previous, step)``; ``with timed(writer): <periodic snapshot>`` (or
 ``snapshot_took(seconds, writer)``), after which ``every`` is the period,
 logged when it changed.
@@ -106,3 +107,14 @@ class Period:
         began = time.perf_counter()
         yield
         self.snapshot_took(time.perf_counter() - began, writer)
+
+
+class Attribute:
+    """A writer's ``every_n_steps`` / ``every_n_batches``: reads its
+    ``_period``'s period; assigning one fixes it (``Period.fix``)."""
+
+    def __get__(self, writer, owner=None):
+        return self if writer is None else writer._period.every
+
+    def __set__(self, writer, every: int) -> None:
+        writer._period.fix(every)

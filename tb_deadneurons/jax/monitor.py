@@ -113,6 +113,9 @@ class DeadNeuronMonitor:
     ```
     """
 
+    # The snapshot period in steps: as given or set, else as fitted.
+    every_n_steps = period.Attribute()
+
     def __init__(
         self,
         model,
@@ -175,15 +178,6 @@ class DeadNeuronMonitor:
         self._writer = EventWriter(log_dir)
         self.log_dir = log_dir
         self._snapshot(variables, None)
-
-    @property
-    def every_n_steps(self) -> int:
-        """The snapshot period in steps: as given or set, else as fitted."""
-        return self._period.every
-
-    @every_n_steps.setter
-    def every_n_steps(self, every: int) -> None:
-        self._period.fix(every)
 
     @property
     def last_snapshot(self) -> dict[str, np.ndarray]:

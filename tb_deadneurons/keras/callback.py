@@ -127,6 +127,9 @@ class DeadNeuronCallback(keras.callbacks.Callback):
     ```
     """
 
+    # The snapshot period in batches: as given or set, else as fitted.
+    every_n_batches = period.Attribute()
+
     def __init__(
         self,
         log_dir,
@@ -209,15 +212,6 @@ class DeadNeuronCallback(keras.callbacks.Callback):
             )
         if self._last_snapshot_step != self._step:
             self._snapshot(loss=None)  # before the first step: units born dead
-
-    @property
-    def every_n_batches(self) -> int:
-        """The snapshot period in batches: as given or set, else as fitted."""
-        return self._period.every
-
-    @every_n_batches.setter
-    def every_n_batches(self, every: int) -> None:
-        self._period.fix(every)
 
     @property
     def watched(self) -> dict[str, keras.layers.Layer]:

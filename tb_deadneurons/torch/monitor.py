@@ -108,6 +108,9 @@ class DeadNeuronMonitor:
     ```
     """
 
+    # The snapshot period in steps: as given or set, else as fitted.
+    every_n_steps = period.Attribute()
+
     def __init__(
         self,
         model: torch.nn.Module,
@@ -178,15 +181,6 @@ class DeadNeuronMonitor:
         self._writer = BackgroundWriter(log_dir)  # writes off the training thread
         self.log_dir = log_dir
         self._snapshot(None)
-
-    @property
-    def every_n_steps(self) -> int:
-        """The snapshot period in steps: as given or set, else as fitted."""
-        return self._period.every
-
-    @every_n_steps.setter
-    def every_n_steps(self, every: int) -> None:
-        self._period.fix(every)
 
     @property
     def watched(self) -> dict[str, torch.nn.Module]:
