@@ -117,7 +117,12 @@ def test_runs_table_sorts_by_dead_share_and_shows_hparams(page, sweep_url):
     )
     assert order() == worst_first[::-1]
     table.locator('th button[data-column="hp:learning_rate"]').click()
-    assert order() == [sweep_run(lr) for lr in sorted(SWEEP, reverse=True)]
+    # The table redraws after the click: wait for it before reading the order
+    # (read at once, CI once saw the previous sort's rows).
+    by_lr = [sweep_run(lr) for lr in sorted(SWEEP, reverse=True)]
+    assert by_lr[0] != worst_first[-1]  # else the wait below proves nothing
+    expect(table.locator("tbody tr").first).to_have_attribute("data-run", by_lr[0])
+    assert order() == by_lr
     row = table.locator(f'tbody tr[data-run="{sweep_run(0.1)}"]')
     expect(row).to_contain_text("0.1")
     expect(row).to_contain_text("60%")  # 12 of 20 dead now
