@@ -16,6 +16,7 @@ from tb_deadneurons.format.events import BackgroundWriter
 from tb_deadneurons.torch import modules as modules_lib
 from tb_deadneurons.torch import probe as probe_lib
 from tb_deadneurons.torch import revive as revive_lib
+from tb_deadneurons.torch import transfer
 from tb_deadneurons.torch import utility as utility_lib
 
 # Where every_n_steps is not given: the start, fitted to the measured cost
@@ -32,8 +33,10 @@ class DeadNeuronMonitor:
     ``step`` and at ``close``, from one forward pass of a fixed probe batch
     in the mode training sees (dropout off, BatchNorm on the probe batch's
     statistics) that changes no model state. Statistics are reduced on the
-    model's device and moved to the host once per snapshot; steps in between
-    cost a counter increment. Under ``torch.distributed`` only rank 0 logs.
+    model's device and moved to the host once per snapshot (on CUDA without
+    waiting for the queued steps; written at a later ``step``); steps in
+    between cost a counter increment. Under ``torch.distributed`` only rank
+    0 logs.
 
     Args:
       model: the ``nn.Module`` (DDP / ``torch.compile`` wrappers are looked
@@ -160,7 +163,9 @@ class DeadNeuronMonitor:
             )
         self._step = self._last_snapshot_step = start_step
         self._last_loss = None
-        self.last_snapshot: dict[str, np.ndarray] = {}
+        self._last_snapshot: dict[str, np.ndarray] = {}
+        self._pending = None  # a snapshot not read yet (_snapshot, _finish)
+        self._defer = _device(self.model).type == "cuda"
         self.revivals: list[tuple[int, str, list[int]]] = []
         self._unrevivable: set[str] = set()
         self._writer = None
@@ -190,17 +195,30 @@ class DeadNeuronMonitor:
         """
         return {s.tag: s.module for s in self._probe.layout} if self.active else {}
 
+    @property
+    def last_snapshot(self) -> dict[str, np.ndarray]:
+        """Tag -> the uint8 codes ``[num_stats, units]`` of the newest snapshot.
+
+        On CUDA reading it waits for a snapshot still on its way to the host.
+        """
+        if self._writer is not None:
+            self._finish()
+        return self._last_snapshot
+
     def step(self, loss=None, *, global_step: int | None = None) -> None:
         """Counts one training step (call it after ``optimizer.step()``).
 
-        ``loss``: the step's loss, a tensor or a number; read (``.item()``,
-        one device sync) only when a snapshot is due. ``global_step``: set
+        ``loss``: the step's loss, a tensor or a number; read only when a
+        snapshot is due, with its statistics (on CUDA without waiting for
+        the queued steps: written at a later ``step`` once copied). ``global_step``: set
         the step counter instead of adding one (Lightning, resumed runs).
         """
         if not self.active:
             return
         if self._writer is None:
             raise ValueError("DeadNeuronMonitor.step() called after close()")
+        if self._pending is not None and self._pending[-1].ready():
+            self._finish()
         previous = self._step
         self._step = previous + 1 if global_step is None else int(global_step)
         self._last_loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
@@ -218,6 +236,7 @@ class DeadNeuronMonitor:
             return
         if self._last_snapshot_step != self._step:
             self._snapshot(self._last_loss)
+        self._finish()
         self._writer.close()
         self._writer = None
 
@@ -228,29 +247,53 @@ class DeadNeuronMonitor:
         self.close()
 
     def _snapshot(self, loss) -> None:
-        rows = self._probe.rows()
+        """Runs the probe pass and starts its rows' way to the host.
+
+        On CUDA (``self._defer``) they are read at a later ``step`` once the
+        copy is done (``transfer.HostCopy``), so a snapshot never waits for
+        the steps queued before it; elsewhere at once. Read later, they are
+        the masked statistics from the start: by then no second pass could
+        see the weights they were taken at.
+        """
+        self._finish()  # the one before, first: snapshots stay in order
+        masked = self._defer
+        rows = self._probe.rows(masked=masked)
         flat = rows.reshape(-1)
         if isinstance(loss, torch.Tensor):
             # The loss rides along: one device-to-host transfer per snapshot.
             flat = torch.cat(
                 [flat, loss.detach().reshape(-1)[:1].float().to(flat.device)]
             )
-        host = flat.cpu().numpy()
+        self._pending = (self._step, rows.shape, loss, masked, transfer.HostCopy(flat))
+        self._last_snapshot_step = self._step
+        if not self._defer:
+            self._finish()
+
+    def _finish(self) -> None:
+        """Encodes and queues the pending snapshot, if any."""
+        if self._pending is None:
+            return
+        step, shape, loss, masked, copy = self._pending
+        self._pending = None
+        host = copy.read()
         if isinstance(loss, torch.Tensor):
             loss = host[-1]
-        host = host[: rows.numel()].reshape(rows.shape)
-        if host[_NONFINITE_ROW].any():
-            # NaN/Inf somewhere (rare): the masked statistics, a second pass.
+        host = host[: shape.numel()].reshape(shape)
+        if not masked and host[_NONFINITE_ROW].any():
+            # NaN/Inf somewhere (rare): the masked statistics, a second pass
+            # (read at once: the weights are still those of the first).
             host = self._probe.rows(masked=True).cpu().numpy()
-        codes = format_stats.encode_rows(host, self.gradients)
-        self.last_snapshot, start = {}, 0
+        self._write(step, format_stats.encode_rows(host, self.gradients), loss)
+
+    def _write(self, step: int, codes: np.ndarray, loss) -> None:
+        self._last_snapshot, start = {}, 0
         for site in self._probe.layout:
-            self.last_snapshot[site.tag] = codes[:, start : start + site.units]
+            self._last_snapshot[site.tag] = codes[:, start : start + site.units]
             start += site.units
             self._writer.snapshot(
                 site.tag,
-                self.last_snapshot[site.tag],
-                self._step,
+                self._last_snapshot[site.tag],
+                step,
                 with_gradients=self.gradients,
                 epsilon=self.epsilon,
                 layer_class=site.layer_class,
@@ -261,17 +304,16 @@ class DeadNeuronMonitor:
         activations = {site.tag: site.activation for site in self._probe.layout}
         self.progress.snapshot(
             self._writer,
-            self._step,
-            self.last_snapshot,
+            step,
+            self._last_snapshot,
             self.gradients,
             activations,
             loss,
         )
         if loss is not None and np.isfinite(float(loss)):
-            self._writer.scalar(metadata.LOSS_TAG, float(loss), self._step)
+            self._writer.scalar(metadata.LOSS_TAG, float(loss), step)
         # Flushed at once so an interrupted run keeps every snapshot so far.
         self._writer.flush()
-        self._last_snapshot_step = self._step
 
     def _revive(self) -> None:
         if self._last_snapshot_step != self._step:
