@@ -34,7 +34,7 @@ def _agree(ours, twin):
 
 
 @pytest.mark.parametrize("nonfinite", [True, False], ids=["masked", "fast-path"])
-@pytest.mark.parametrize("axis", [-1, 1])
+@pytest.mark.parametrize("axis", [-1, 1, 0])
 def test_jitted_rows_encode_as_snapshot_np_with_dead_and_nonfinite_units(
     axis, nonfinite
 ):
@@ -64,6 +64,27 @@ def test_saturated_and_all_nan_units_encode_as_snapshot_np():
     ours, twin = _codes(x), snapshot_np(x)
     _agree(ours, twin)
     np.testing.assert_array_equal(ours[:, [5, 9]], twin[:, [5, 9]])
+
+
+def test_constant_units_have_std_zero_and_nan_leaves_the_others_as_numpy_says():
+    """The variance is taken around each unit's first finite value in one
+    pass: a constant unit's std is exactly 0 (numpy's two-pass twin leaves
+    a rounding residue of its mean there, e.g. 1e-9 for 0.1), and a NaN/Inf
+    in a unit far from 0 is left out of its sums as the twin leaves it."""
+    rng = np.random.default_rng(2)
+    x = (rng.normal(size=(50, 6, 6, 5)) * 0.01 + 7.0).astype(np.float32)
+    x[..., 1] = np.float32(0.1)  # constant, not a power of two
+    x[..., 2] = np.float32(-1.0 / 3.0)
+    x[9, 3, 2, 3] = np.nan  # near 7 +- 0.01: a mask missed moves std a lot
+    x[4, 1, 5, 4] = -np.inf
+    x[0, 0, 0, 0] = np.inf  # the first value is not finite: the shift is 0
+    ours, twin = _codes(x), snapshot_np(x)
+    _agree(ours[:, [0, 3, 4]], twin[:, [0, 3, 4]])
+    np.testing.assert_array_equal(ours[:, 3:], twin[:, 3:])
+    std = metadata.BASE_STATS.index(metadata.STD)
+    assert (ours[std, 1:3] == 0).all() and (twin[std, 1:3] > 0).all()
+    others = [i for i in range(len(metadata.BASE_STATS)) if i != std]
+    np.testing.assert_array_equal(ours[others, 1:3], twin[others, 1:3])
 
 
 def test_a_broken_reduction_is_seen():
