@@ -79,6 +79,27 @@ def test_signed_values_epsilon_and_gradients_give_snapshot_np_codes():
     np.testing.assert_array_equal(_codes(x, -1, grad=grad), twin)
 
 
+@pytest.mark.parametrize("epsilon", [0.0, 0.05])
+def test_a_tensor_reduced_in_cpu_chunks_gives_snapshot_np_codes(epsilon):
+    """Above ``CPU_CHUNK_BYTES`` the second pass runs chunk by chunk along
+    the batch: what only the last chunk holds still counts."""
+    x = _activations(6, (160, 12, 18, 18), nonfinite=False)
+    assert x.numel() * 4 > 2 * stats.CPU_CHUNK_BYTES
+    x[:, 7] = 0.0
+    x[-1, 7, 3, 3] = 9.0  # active once, in the last chunk: its max and count
+    x[:, 8] = -x[:, 8]  # signed: |x| from every chunk
+    x[-1, 8, 0, 0] = -40.0
+    relu = x.abs()
+    for axis, dims, view in ((1, (0, 2, 3), x), (-1, (0, 1, 2), x.permute(0, 2, 3, 1))):
+        assert len(stats._chunks(view, dims)) > 2
+        twin = summary.snapshot_np(x.numpy(), unit_axis=1, epsilon=epsilon)
+        np.testing.assert_array_equal(_codes(view, axis, epsilon=epsilon), twin)
+    twin = summary.snapshot_np(relu.numpy(), unit_axis=1, epsilon=epsilon)
+    ours = _codes(relu, 1, epsilon=epsilon, nonnegative=True)
+    np.testing.assert_array_equal(ours, twin)
+    assert twin[metadata.BASE_STATS.index(metadata.ACTIVE_FRACTION), 7] > 0
+
+
 def test_unmasked_pass_flags_exactly_the_units_with_nonfinite_values():
     x = _activations(5, (16, 8, 4, 4), nonfinite=True)
     flags = stats.unit_stats(x, 0.0, 1, False)[NONFINITE]
