@@ -87,6 +87,26 @@ def _as_units_last_np(arg: str, data, unit_axis: int) -> np.ndarray:
     return array.reshape(-1, array.shape[-1]).astype(np.float32)
 
 
+def _rows_np(x: np.ndarray, epsilon: float) -> np.ndarray:
+    stats = _per_unit_stats_np(x, epsilon)
+    return np.stack([stats[n] for n in metadata.BASE_STATS])
+
+
+def _grad_row_np(g: np.ndarray) -> np.ndarray:
+    return _per_unit_stats_np(g, 0.0)[metadata.MEAN_ABS][None]
+
+
+def unit_rows_np(data, epsilon: float = 0.0, unit_axis: int = -1) -> np.ndarray:
+    """float32 ``[len(metadata.BASE_STATS), units]`` rows of ``data``, before
+    encoding (``data`` as in ``snapshot_np``)."""
+    return _rows_np(_as_units_last_np("data", data, unit_axis), epsilon)
+
+
+def grad_mean_abs_np(gradients, unit_axis: int = -1) -> np.ndarray:
+    """float32 ``[1, units]``: mean |g| over the finite values per unit."""
+    return _grad_row_np(_as_units_last_np("gradients", gradients, unit_axis))
+
+
 def snapshot_np(
     data, gradients=None, *, unit_axis: int = -1, epsilon: float = 0.0
 ) -> np.ndarray:
@@ -97,7 +117,7 @@ def snapshot_np(
     ValueError.
     """
     x = _as_units_last_np("data", data, unit_axis)
-    stats = _per_unit_stats_np(x, epsilon)
+    rows = [_rows_np(x, epsilon)]
     if gradients is not None:
         g = _as_units_last_np("gradients", gradients, unit_axis)
         if g.shape != x.shape:
@@ -105,9 +125,8 @@ def snapshot_np(
                 f"gradients must have the shape of data: {np.shape(gradients)} vs "
                 f"{np.shape(data)}"
             )
-        stats[metadata.GRAD_MEAN_ABS] = _per_unit_stats_np(g, 0.0)[metadata.MEAN_ABS]
-    names = metadata.stat_names(gradients is not None)
-    return encode_rows(np.stack([stats[n] for n in names]), gradients is not None)
+        rows.append(_grad_row_np(g))
+    return encode_rows(np.concatenate(rows), gradients is not None)
 
 
 # The parameter columns of the rows, with and without the gradient row.

@@ -168,6 +168,8 @@ class Probe:
             )
             for t in self.sites
         }
+        units = [self._shapes[t][0][s.unit_axis] for t, s in self.sites.items()]
+        self._splits = np.cumsum(units)[:-1]
         backend = keras.backend.backend()
         self._grad_fn = gradient_function(backend) if gradients else None
         self._reducer = _REDUCERS.get(backend, _numpy_reducer)()
@@ -264,52 +266,54 @@ class Probe:
             return self._forward(None, state)[0], {}
         return self._grad_fn(self, state)
 
-    def _reduced(self, state=None, masked=False) -> dict:
-        """Tag -> the backend's per-unit statistics of one pass (the function
-        the backend compiles: activations never leave it); ``masked`` as in
-        the backend's ``unit_stats``."""
+    def _reduced(self, state=None, masked=False):
+        """The backend's float32 ``[num_stats, total units]`` rows of one
+        pass, series after series in ``sites`` order (the function the
+        backend compiles: activations never leave it, and the host gets one
+        array); ``masked`` as in the backend's ``unit_stats``."""
         outputs, grads = self._pass(state)
-        result = {}
+        rows = []
         for tag, site in self.sites.items():
             grad = None
             if self._grad_fn is not None:
                 # No path from the unit to the loss: its gradient is zero.
                 grad = grads.get(tag)
                 grad = keras.ops.zeros_like(outputs[tag]) if grad is None else grad
-            result[tag] = self._reducer.reduce(
-                outputs[tag], grad, site.unit_axis, self._epsilon, masked
+            series = self._reducer.rows(
+                outputs[tag], self._epsilon, site.unit_axis, masked
             )
-        return result
+            if grad is not None:
+                series = keras.ops.concatenate(
+                    [series, self._reducer.grad_rows(grad, site.unit_axis)]
+                )
+            rows.append(series)
+        return keras.ops.concatenate(rows, axis=1)
 
     def __call__(self) -> dict[str, np.ndarray]:
         """Tag → encoded uint8 ``[num_stats, units]`` snapshot, now."""
         return self.finish(self.start())
 
-    def start(self) -> dict:
-        """Starts a snapshot: tag -> the backend's (maybe not yet computed)
-        statistics. jax dispatches them and returns at once."""
+    def start(self):
+        """Starts a snapshot: the backend's (maybe not yet computed) rows.
+        jax dispatches them and returns at once."""
         return self._run()
 
     @staticmethod
-    def ready(values: dict) -> bool:
+    def ready(values) -> bool:
         """Whether ``finish(values)`` can read them without waiting."""
-        return all(getattr(v, "is_ready", lambda: True)() for v in values.values())
+        return getattr(values, "is_ready", lambda: True)()
 
-    def finish(self, values: dict) -> dict[str, np.ndarray]:
-        """Tag -> encoded uint8 snapshot of ``start``'s ``values``."""
-        host = _to_host(values)
-        if self._reducer.flags_nonfinite and any(
-            rows[_NONFINITE_ROW].any() for rows in host.values()
-        ):
+    def finish(self, values) -> dict[str, np.ndarray]:
+        """Tag -> encoded uint8 snapshot of ``start``'s ``values``: one
+        transfer to the host, one encoding pass for every series."""
+        host = keras.ops.convert_to_numpy(values)
+        if self._reducer.flags_nonfinite and host[_NONFINITE_ROW].any():
             # NaN/Inf somewhere (rare): a second pass with the masks.
             if self._run_masked is None:
                 self._run_masked = self._compile(self, masked=True)
-            host = _to_host(self._run_masked())
-        with_gradients = self._grad_fn is not None
-        return {
-            tag: self._reducer.finish(value, with_gradients)
-            for tag, value in host.items()
-        }
+            host = keras.ops.convert_to_numpy(self._run_masked())
+        codes = stats.encode_rows(host, self._grad_fn is not None)
+        return dict(zip(self.sites, np.split(codes, self._splits, axis=1), strict=True))
 
     def zeros(self) -> dict:
         """A zero tensor the shape and dtype of each watched tensor (dL/da is
@@ -317,78 +321,60 @@ class Probe:
         return {t: keras.ops.zeros(s, dtype=d) for t, (s, d) in self._shapes.items()}
 
 
-# -- The statistics per backend. ``reduce(x, grad, unit_axis, epsilon,
-# masked)`` runs inside the compiled pass and gives a small array per
-# series; ``finish`` turns that array, on the host, into the encoded uint8
-# snapshot. Where ``flags_nonfinite`` (torch), the unmasked rows flag a unit
-# with a NaN/Inf in their ``nonfinite`` row and ``Probe.finish`` asks again
-# with ``masked=True``: the masks are half the work. On jax one variadic
-# reduction takes every row, masks included, in one read (for the small
-# CNN's [256, 26, 26, 16] ReLU output ~3 ms, against ~10 ms for the
-# ``lax.cond`` that chose between masked and unmasked reductions before).
+# -- The statistics per backend. ``rows(x, epsilon, unit_axis, masked)`` and
+# ``grad_rows(grad, unit_axis)`` run inside the compiled pass and give each
+# series' float32 rows; ``Probe.finish`` encodes every series' rows on the
+# host in one pass. Where ``flags_nonfinite`` (tf, torch), the unmasked rows
+# flag a unit with a NaN/Inf in their ``nonfinite`` row and
+# ``Probe.finish`` asks again with ``masked=True``: the masks are half the
+# work, and a ``tf.cond`` per series cost ~3 ms on EfficientNetB0. On jax
+# one variadic reduction takes every row, masks included, in one read, so
+# that the callback can read the result steps later (a second pass then
+# would see later weights): for the small CNN's [256, 26, 26, 16] ReLU
+# output ~3 ms, against ~10 ms for the ``lax.cond`` used before.
 
 
 @dataclasses.dataclass(frozen=True)
 class _Reducer:
-    reduce: Callable
-    finish: Callable
+    rows: Callable
+    grad_rows: Callable
     flags_nonfinite: bool
 
 
 _NONFINITE_ROW = metadata.BASE_STATS.index(metadata.NONFINITE)
 
 
-def _codes_as_they_are(codes, with_gradients):
-    return codes
-
-
 def _tensorflow_reducer():
     from tb_deadneurons.tf import stats as tf_stats
 
-    def reduce(x, grad, unit_axis, epsilon, masked):
-        # Masks chosen in the graph, encoded there too: the host gets codes.
-        return tf_stats.snapshot_tf(x, grad, unit_axis=unit_axis, epsilon=epsilon)
-
-    return _Reducer(reduce, _codes_as_they_are, flags_nonfinite=False)
+    return _Reducer(tf_stats.unit_rows, tf_stats.grad_mean_abs, flags_nonfinite=True)
 
 
 def _jax_reducer():
     from tb_deadneurons.jax import stats as jax_stats
 
-    def reduce(x, grad, unit_axis, epsilon, masked):
-        # Masks applied in the one pass, so that the callback can read the
-        # result steps later (a second pass then would see later weights).
-        return jax_stats.series_rows(x, grad, epsilon, unit_axis)
+    def rows(x, epsilon, unit_axis, masked):
+        return jax_stats.unit_stats(x, epsilon, unit_axis)
 
-    return _Reducer(reduce, stats.encode_rows, flags_nonfinite=False)
+    return _Reducer(rows, jax_stats.grad_mean_abs, flags_nonfinite=False)
 
 
 def _torch_reducer():
-    import torch
-
     from tb_deadneurons.torch import stats as torch_stats
 
-    def reduce(x, grad, unit_axis, epsilon, masked):
-        rows = torch_stats.unit_stats(x, epsilon, unit_axis, masked)
-        if grad is None:
-            return rows
-        return torch.cat([rows, torch_stats.grad_mean_abs(grad, unit_axis)])
-
-    return _Reducer(reduce, stats.encode_rows, flags_nonfinite=True)
+    return _Reducer(
+        torch_stats.unit_stats, torch_stats.grad_mean_abs, flags_nonfinite=True
+    )
 
 
 def _numpy_reducer():
-    def reduce(x, grad, unit_axis, epsilon, masked):
-        grad = None if grad is None else _host_float32(grad)
-        return stats.snapshot_np(
-            _host_float32(x), grad, unit_axis=unit_axis, epsilon=epsilon
-        )
+    def rows(x, epsilon, unit_axis, masked):
+        return stats.unit_rows_np(_host_float32(x), epsilon, unit_axis)
 
-    return _Reducer(reduce, _codes_as_they_are, flags_nonfinite=False)
+    def grad_rows(grad, unit_axis):
+        return stats.grad_mean_abs_np(_host_float32(grad), unit_axis)
 
-
-def _to_host(values: dict) -> dict:
-    return {tag: keras.ops.convert_to_numpy(v) for tag, v in values.items()}
+    return _Reducer(rows, grad_rows, flags_nonfinite=False)
 
 
 _REDUCERS = {

@@ -68,13 +68,12 @@ def _masked_stats(tf, x, epsilon: float):
     )
 
 
-def _per_unit_stats_tf(tf, x, epsilon: float) -> dict:
-    """``{stat: [units]}`` of ``x`` ([positions, units]), finite values only.
-
-    All-finite input (the usual case) takes a fast path: column sums by
-    matrix-vector products and a one-pass variance shifted by the first row,
-    which is exact (0) for constant units. A non-finite value anywhere makes
-    ``sum |x|`` non-finite and selects the masked path.
+def _unmasked_stats(tf, x, epsilon: float) -> tuple:
+    """``metadata.BASE_STATS`` rows of ``x`` ([positions, units]) for finite
+    values: column sums by matrix-vector products and a one-pass variance
+    shifted by the first row, which is exact (0) for constant units. The
+    ``nonfinite`` row is 1 for a unit whose ``sum |x|`` is not finite (its
+    other rows are then garbage), else 0.
 
     Fusing further measured slower on CPU (TF 2.21, [173056, 16] and
     [32768, 64]): ``jit_compile=True`` 2-4x, one matvec over the four
@@ -83,29 +82,66 @@ def _per_unit_stats_tf(tf, x, epsilon: float) -> dict:
     """
     absx = tf.abs(x)
     sum_abs = _column_sums(tf, absx)
-    n_int = tf.shape(x)[0]
-    n = tf.cast(n_int, tf.float32)
+    n = tf.cast(tf.shape(x)[0], tf.float32)
+    denom = tf.maximum(n, 1.0)
+    shift = tf.reduce_sum(x[:1], axis=0)  # the first row; zeros for no row
+    d = x - shift
+    mean_d = _column_sums(tf, d) / denom
+    var = tf.maximum(_column_sums(tf, d * d) / denom - mean_d * mean_d, 0.0)
+    active = _column_sums(tf, tf.cast(absx > epsilon, tf.float32))
+    return (
+        active / denom,
+        sum_abs / denom,
+        shift + mean_d,
+        tf.sqrt(var),
+        # max over no row is -inf in TF; numpy's initial is 0.
+        tf.maximum(tf.reduce_max(absx, axis=0), 0.0),
+        tf.fill(tf.shape(sum_abs), n),
+        tf.cast(tf.logical_not(tf.math.is_finite(sum_abs)), tf.float32),
+    )
 
-    def fast():
-        shift = x[0]
-        d = x - shift
-        mean_d = _column_sums(tf, d) / n
-        var = tf.maximum(_column_sums(tf, d * d) / n - mean_d * mean_d, 0.0)
-        active = _column_sums(tf, tf.cast(absx > epsilon, tf.float32))
-        count = tf.fill(tf.shape(sum_abs), n)
-        return (
-            active / n,
-            sum_abs / n,
-            shift + mean_d,
-            tf.sqrt(var),
-            tf.reduce_max(absx, axis=0),
-            count,
-            tf.zeros_like(count),
-        )
 
-    ok = (n_int > 0) & tf.reduce_all(tf.math.is_finite(sum_abs))
-    values = tf.cond(ok, fast, lambda: _masked_stats(tf, x, epsilon))
+def _per_unit_stats_tf(tf, x, epsilon: float) -> dict:
+    """``{stat: [units]}`` of ``x`` ([positions, units]), finite values only.
+
+    ``_unmasked_stats`` always; where they flag a non-finite value (or
+    there is no position) the masked statistics instead, chosen in the graph
+    (``tf.cond``: the masks run only then).
+    """
+    unmasked = _unmasked_stats(tf, x, epsilon)
+    ok = (tf.shape(x)[0] > 0) & tf.reduce_all(unmasked[-1] == 0.0)
+    values = tf.cond(ok, lambda: unmasked, lambda: _masked_stats(tf, x, epsilon))
     return dict(zip(metadata.BASE_STATS, values, strict=True))
+
+
+def unit_rows(x, epsilon: float, unit_axis: int, masked: bool):
+    """float32 ``[len(metadata.BASE_STATS), units]`` rows of ``x``, in-graph.
+
+    ``masked`` as in ``torch.stats.unit_stats``: without it no ``tf.cond``
+    is built, and a unit with a NaN/Inf has ``nonfinite`` 1 and garbage in
+    its other rows, for the caller to ask again with ``masked=True``.
+    """
+    import tensorflow as tf
+
+    x = units_last_tf(tf, "data", x, unit_axis)
+    if masked:
+        return tf.stack(_masked_stats(tf, x, epsilon))
+    return tf.stack(_unmasked_stats(tf, x, epsilon))
+
+
+def _grad_mean_abs_tf(tf, g):
+    """float32 ``[units]``: mean |g| of ``g`` ([positions, units]) over its
+    finite values."""
+    finite = tf.math.is_finite(g)
+    total = _column_sums(tf, tf.where(finite, tf.abs(g), 0.0))
+    return total / tf.maximum(_column_sums(tf, tf.cast(finite, tf.float32)), 1.0)
+
+
+def grad_mean_abs(g, unit_axis: int):
+    """float32 ``[1, units]``: mean |g| over the finite values per unit."""
+    import tensorflow as tf
+
+    return _grad_mean_abs_tf(tf, units_last_tf(tf, "gradients", g, unit_axis))[None]
 
 
 def _encode_rows_tf(tf, rows, encodings):
@@ -146,9 +182,7 @@ def snapshot_tf(data, gradients=None, *, unit_axis: int = -1, epsilon: float = 0
                 "gradients must have the shape of data: "
                 f"{gradients.shape} vs {data.shape}"
             )
-        stats[metadata.GRAD_MEAN_ABS] = _per_unit_stats_tf(tf, g, 0.0)[
-            metadata.MEAN_ABS
-        ]
+        stats[metadata.GRAD_MEAN_ABS] = _grad_mean_abs_tf(tf, g)
     names = metadata.stat_names(gradients is not None)
     rows = tf.stack([stats[n] for n in names])
     return _encode_rows_tf(tf, rows, [metadata.ENCODINGS[n] for n in names])
