@@ -34,6 +34,7 @@ every step) plus on-disk bytes per unit per snapshot.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -49,6 +50,7 @@ from tensorboard.compat.proto import event_pb2
 
 import tb_deadneurons
 from tb_deadneurons import summary
+from tb_deadneurons.format import metadata
 from tb_deadneurons.keras import probe
 
 HOOK_SHARES: list[float] = []
@@ -392,31 +394,50 @@ def _floor_models() -> dict:
     }
 
 
+def _first_value_rows(x, epsilon, unit_axis, masked):
+    """A stand-in for the statistics that reads one value of ``x``: the
+    probe's pass without them (the activations are still all computed)."""
+    first = keras.ops.reshape(keras.ops.cast(x, "float32"), (-1,))[:1]
+    return keras.ops.zeros((len(metadata.BASE_STATS), 1)) + first
+
+
 def floor_costs(reps: int) -> dict:
-    """Per model: min and median over interleaved rounds of one probe pass
-    (forward, statistics, encoding) / ``predict_on_batch`` of the same batch
-    (the compiled forward: a tf.function, a jitted call, torch no_grad)."""
+    """Per model, min and median over interleaved rounds of
+    ``predict_on_batch`` of the probe batch (the compiled forward: a
+    tf.function, a jitted call, torch no_grad) against one probe pass
+    (forward, statistics, encoding: "probe") and the probe's pass with the
+    statistics replaced by one read of each watched tensor ("pass"): the
+    forward in the mode the probe runs it, BatchNormalization on the batch's
+    statistics, as training computes them."""
     out = {}
     for name, (model, x) in _floor_models().items():
         p = probe.Probe(model, x)
-        variants = {"forward": lambda m=model, x=x: m.predict_on_batch(x), "probe": p}
+        bare = probe.Probe(model, x)  # compiled at its first call
+        bare._reducer = dataclasses.replace(bare._reducer, rows=_first_value_rows)
+        variants = {
+            "forward": lambda m=model, x=x: m.predict_on_batch(x),
+            "probe": p,
+            "pass": lambda b=bare: keras.ops.convert_to_numpy(b.start()),
+        }
         for fn in variants.values():
             fn()  # traces and warm-up
         rounds = []
         for r in range(reps):
-            order = list(variants)[r % 2 :] + list(variants)[: r % 2]
+            names = list(variants)
+            order = names[r % 3 :] + names[: r % 3]
             times = {}
             for v in order:
                 start = time.perf_counter()
                 variants[v]()
                 times[v] = time.perf_counter() - start
             rounds.append(times)
-        out[name] = {
-            "layers": len(p.watched),
-            # min over min: the least disturbed by a loaded machine
-            "min": min(t["probe"] for t in rounds) / min(t["forward"] for t in rounds),
-            "median": statistics.median(t["probe"] / t["forward"] for t in rounds),
-        }
+        out[name] = {"layers": len(p.watched)}
+        for num, den in (("probe", "forward"), ("pass", "forward"), ("probe", "pass")):
+            out[name][f"{num}/{den}"] = (
+                # min over min: the least disturbed by a loaded machine
+                min(t[num] for t in rounds) / min(t[den] for t in rounds),
+                statistics.median(t[num] / t[den] for t in rounds),
+            )
     return out
 
 
@@ -468,12 +489,17 @@ def backends(args) -> None:
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         if not args.floor_only:
             _print_training(r)
-        print(f"\n{r['backend']}: probe pass / predict_on_batch (min / median):")
+        print(
+            f"\n{r['backend']}: min / median of probe / predict_on_batch, "
+            "pass (the probe's forward without statistics) / predict_on_batch, "
+            "probe / pass"
+        )
         for name, f in r["floor"].items():
-            print(
-                f"    {name:38s} {f['min']:5.2f} / {f['median']:5.2f}"
-                f"  ({f['layers']} layers)"
+            ratios = "   ".join(
+                "{:5.2f} / {:5.2f}".format(*f[k])
+                for k in ("probe/forward", "pass/forward", "probe/pass")
             )
+            print(f"    {name:38s} {ratios}  ({f['layers']} layers)")
 
 
 def _print_training(r: dict) -> None:
