@@ -16,7 +16,7 @@ layers' ``call`` for the length of one pass only
 The statistics are reduced where the activations are, inside the compiled
 pass, by the backend's own twin of ``format.stats.snapshot_np`` (``tf.stats``
 on TensorFlow, ``jax.stats`` on jax, ``torch.stats`` on torch: each pinned to
-the numpy reference by its tests): the host gets one small array per series,
+the numpy reference by its tests): the host gets one small array per snapshot,
 never the activations. Another backend reduces on the host in numpy.
 """
 
