@@ -98,6 +98,19 @@ def _chunks(x: torch.Tensor, dims) -> tuple[torch.Tensor, ...]:
     return x.split(step, dim=dims[0])
 
 
+def _amax(x: torch.Tensor, dims) -> torch.Tensor:
+    """``x.amax(dims, keepdim=True)``, the first of ``dims`` taken first.
+
+    torch reduces a leading dim as an elementwise maximum of slabs
+    (vectorised), while its column maximum of a tall, narrow matrix is not:
+    a channels-last [256, 26, 26, 16] took 7.1 ms at once and 0.24 ms this
+    way (one thread; channels-first 0.18 and 0.16 ms).
+    """
+    if len(dims) < 2:
+        return x.amax(dims, keepdim=True)
+    return x.amax(dims[0], keepdim=True).amax(dims[1:], keepdim=True)
+
+
 def _active_count(absx: torch.Tensor, dims, epsilon: float) -> torch.Tensor:
     """Per unit, how many of the (finite) ``absx`` values are above epsilon.
 
@@ -117,7 +130,7 @@ def _second_pass(x, dims, mean, epsilon: float, nonnegative: bool):
     max_abs = sums = None
     for chunk in _chunks(x, dims):
         absx = chunk if nonnegative else chunk.abs()
-        biggest = absx.amax(dims, keepdim=True)
+        biggest = _amax(absx, dims)
         parts = [
             (chunk - mean).square_().sum(dims, keepdim=True),
             _active_count(absx, dims, epsilon),
@@ -166,7 +179,7 @@ def _masked(x: torch.Tensor, dims, n: int, epsilon: float) -> torch.Tensor:
     absx = x0.abs()
     mean = x0.sum(dims, keepdim=True) / denom
     centred = torch.where(finite, x0 - mean, 0.0)
-    max_abs = absx.amax(dims, keepdim=True) if n else torch.zeros_like(count)
+    max_abs = _amax(absx, dims) if n else torch.zeros_like(count)
     rows = {
         metadata.ACTIVE_FRACTION: (finite & (absx > epsilon)).sum(
             dims, dtype=torch.float32, keepdim=True
