@@ -29,7 +29,7 @@ __all__ = ["DeadNeuronCallback", "LOSS_TAG"]
 
 # A snapshot costs one compiled forward pass of the probe batch (256 samples
 # is ~8 training batches' worth of forward work) plus the statistics, reduced
-# in the same compiled pass, and a small write: 0.9-3.0x that forward by
+# in the same compiled pass, and a small write: 0.9-1.9x that forward by
 # model and backend (docs/scale.md). Measured at every 100 batches (the
 # benchmarks/overhead.py hook shares; benchmarks/keras_epochs.py): 1-2 % of
 # the seed MLP's training on tf and torch, 2-3 % (tf) and ~5 % (torch) of the
@@ -60,7 +60,7 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         ``tf.data.Dataset`` or torch ``DataLoader`` whose first batch is
         used. A few hundred samples are plenty.
       every_n_batches: snapshot period in training batches (>= 1). A
-        snapshot costs about 1-3 compiled forward passes of the probe batch
+        snapshot costs about 1-2 compiled forward passes of the probe batch
         (measured per model and backend in docs/scale.md). Default (None):
         100, and at the 100th batch the smallest of 100, 200, 500 and 1000
         at which snapshots take at most 2 % of the measured batch time
