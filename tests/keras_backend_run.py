@@ -108,14 +108,14 @@ def main(out_dir: str) -> dict:
 EXACT_ROWS = (metadata.MAX_ABS, metadata.COUNT, metadata.NONFINITE)
 
 
-def _differences(probe) -> dict:
-    """tag -> (codes differing in EXACT_ROWS, largest code difference, units
-    with a non-finite value): the probe's compiled snapshot against numpy's
-    statistics of an eager pass's tensors."""
+def _differences(probe, exact_rows=EXACT_ROWS) -> dict:
+    """tag -> (codes differing in ``exact_rows``, largest code difference,
+    units with a non-finite value): the probe's compiled snapshot against
+    numpy's statistics of an eager pass's tensors."""
     ours = probe()
     outputs, grads = probe._pass()
     names = metadata.stat_names(probe._grad_fn is not None)
-    exact = [names.index(n) for n in EXACT_ROWS]
+    exact = [names.index(n) for n in exact_rows]
     found = {}
     for tag, site in probe.sites.items():
         data = probe_lib._host_float32(outputs[tag])
@@ -174,9 +174,20 @@ def device_stats() -> dict:
     # ReLU(-Inf) is 0: unit 4 stays finite; units 1 and 5 do not.
     odd[3, 1], odd[7, 1], odd[5, 4], odd[:, 5] = np.nan, np.inf, -np.inf, np.inf
     cases["nonfinite"] = probe_lib.Probe(_nonfinite_model(), odd, layers=["r"])
+    # Seeded: the half-precision layers' weights come from Keras's initialisers.
+    keras.utils.set_random_seed(0)
     for dtype in ("mixed_float16", "mixed_bfloat16"):
         cases[dtype] = probe_lib.Probe(_half_model(dtype), x)
-    return {case: _differences(probe) for case, probe in cases.items()}
+    found = {}
+    for case, probe in cases.items():
+        # In half precision the compiled pass may round an activation
+        # differently from the eager one it is compared with (XLA keeps a
+        # fused gelu in float32 and rounds once), so max |a| may cross a
+        # code boundary there too: seen for 2 of 40 seeds in bfloat16.
+        half = case.startswith("mixed_")
+        exact = [n for n in EXACT_ROWS if not (half and n == metadata.MAX_ABS)]
+        found[case] = _differences(probe, exact)
+    return found
 
 
 def readme_example(out_dir: str) -> None:
