@@ -156,12 +156,18 @@ def _half_model(dtype):
 
 
 def device_stats() -> dict:
-    """case -> ``_differences``: channels-last conv + BN with gradients,
-    channels-first, NaN/Inf, float16 and bfloat16 layers."""
+    """case -> ``_differences``: channels-last conv + BN with gradients (also
+    through the numpy fallback of other backends), channels-first, NaN/Inf,
+    float16 and bfloat16 layers."""
     x, y = data(32)
     rng = np.random.default_rng(2)
     planted = planted_model()
     cases = {"planted": probe_lib.Probe(planted, x, y, gradients=True)}
+    # Another backend's path: eager, statistics in numpy on the host.
+    fallback = probe_lib.Probe(planted, x, y, gradients=True)
+    fallback._reducer = probe_lib._numpy_reducer()
+    fallback._run = probe_lib._eager(fallback, masked=False)
+    cases["numpy_fallback"] = fallback
     wide = rng.normal(size=(32, 5, 7)).astype("float32")
     cases["channels_first"] = probe_lib.Probe(
         _channels_first_model(),
