@@ -46,21 +46,21 @@ def _two_level(operands, inits, combine, unit_axis: int, rank: int):
 
 
 def _shift(x, unit_axis: int):
-    """Per unit, the value at the first position where finite, else 0
-    (shaped to broadcast against ``x``)."""
+    """Per unit, its value at the first position, or 0 where that one is not
+    finite (shaped to broadcast against ``x``)."""
     first = x[
         tuple(slice(None) if d == unit_axis else slice(0, 1) for d in range(x.ndim))
     ]
     return jnp.where(jnp.isfinite(first), first, jnp.float32(0))
 
 
+def _add(a, b):
+    return tuple(p + q for p, q in zip(a, b, strict=True))
+
+
 def _combine(a, b):
-    *sums_a, max_a = a
-    *sums_b, max_b = b
-    return (
-        *(p + q for p, q in zip(sums_a, sums_b, strict=True)),
-        jnp.maximum(max_a, max_b),
-    )
+    """Sums of every accumulator but the last, which is a maximum."""
+    return (*_add(a[:-1], b[:-1]), jnp.maximum(a[-1], b[-1]))
 
 
 def unit_stats(x, epsilon: float, unit_axis: int):
@@ -109,10 +109,6 @@ def series_rows(x, grad, epsilon: float, unit_axis: int):
     if grad is None:
         return rows
     return jnp.concatenate([rows, grad_mean_abs(grad, unit_axis)])
-
-
-def _add(a, b):
-    return tuple(p + q for p, q in zip(a, b, strict=True))
 
 
 def grad_mean_abs(g, unit_axis: int):
