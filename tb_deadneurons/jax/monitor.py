@@ -12,7 +12,7 @@ import numpy as np
 from tb_deadneurons.analysis import period, progress
 from tb_deadneurons.format import checks, metadata
 from tb_deadneurons.format import stats as format_stats
-from tb_deadneurons.format.events import EventWriter
+from tb_deadneurons.format.events import BackgroundWriter
 from tb_deadneurons.jax import probe as probe_lib
 
 # Where every_n_steps is not given: the start, fitted to the measured cost
@@ -175,7 +175,7 @@ class DeadNeuronMonitor:
             loss_fn=loss_fn,
             epsilon=self.epsilon,
         )
-        self._writer = EventWriter(log_dir)
+        self._writer = BackgroundWriter(log_dir)  # writes off the training thread
         self.log_dir = log_dir
         self._snapshot(variables, None)
 
@@ -305,7 +305,8 @@ class DeadNeuronMonitor:
         self.progress.snapshot(
             self._writer, step, self._last_snapshot, self.gradients, activations, loss
         )
-        # Flushed at once so an interrupted run keeps every snapshot so far.
+        # A flush queued at once: an interrupted run keeps every snapshot so
+        # far (the writer's thread writes it within its interval, or at exit).
         self._writer.flush()
 
 

@@ -291,10 +291,11 @@ class DeadNeuronCallback(keras.callbacks.Callback):
 
     # -- work ----------------------------------------------------------------
 
-    def _events(self) -> events.EventWriter:
+    def _events(self) -> events.BackgroundWriter:
         if self._writer is None:
-            # Created when first needed, like keras.callbacks.TensorBoard's.
-            self._writer = events.EventWriter(os.path.join(self.log_dir, "train"))
+            # Created when first needed, like keras.callbacks.TensorBoard's;
+            # it writes off the training thread.
+            self._writer = events.BackgroundWriter(os.path.join(self.log_dir, "train"))
         return self._writer
 
     def _snapshot(self, loss) -> None:
@@ -337,7 +338,8 @@ class DeadNeuronCallback(keras.callbacks.Callback):
         self._progress.snapshot(writer, step, codes, self.gradients, activations, loss)
         if loss is not None and math.isfinite(loss):
             writer.add_summary(scalar_pb(LOSS_TAG, np.float32(loss)), step)
-        # Flushed at once so an interrupted fit keeps every snapshot so far.
+        # A flush queued at once: an interrupted fit keeps every snapshot so
+        # far (the writer's thread writes it within its interval, or at exit).
         writer.flush()
         self.last_snapshot = codes
 
