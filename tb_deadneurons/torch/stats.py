@@ -33,16 +33,6 @@ def is_nonnegative(activation: str) -> bool:
     return activation in NONNEGATIVE_ACTIVATIONS
 
 
-def units_last(x: torch.Tensor, unit_axis: int) -> torch.Tensor:
-    """``x`` as float32 ``[positions, units]`` (every other axis flattened).
-
-    A copy for a unit axis that is not last; the statistics below do not use
-    it (kept for callers that want the flattened view).
-    """
-    x = torch.movedim(x.detach(), unit_axis, -1)
-    return x.reshape(-1, x.shape[-1]).float()
-
-
 def _prepared(x: torch.Tensor, unit_axis: int):
     """float32 ``x`` (no copy if it is one), the reduced dims, positions."""
     x = x.detach()
