@@ -74,6 +74,28 @@ def test_planted_dead_units_are_exactly_the_never_active_or_constant_ones(tmp_pa
     assert (data.layer_class, data.activation, data.unit_axis) == ("Conv2D", "relu", -1)
 
 
+def test_a_relu_layer_with_a_negative_slope_is_recorded_as_leaky(tmp_path):
+    # keras.layers.ReLU(negative_slope=...) outputs negative values: a "relu"
+    # label would tell the dashboard and the hints a unit cannot be negative.
+    model = keras.Sequential(
+        [
+            keras.Input((10,)),
+            keras.layers.Dense(8, name="a"),
+            keras.layers.ReLU(name="plain"),
+            keras.layers.Dense(8, name="b"),
+            keras.layers.ReLU(negative_slope=0.1, name="leaks"),
+            keras.layers.Dense(3),
+        ]
+    )
+    model.compile("sgd", "mse")
+    x, _ = _xy(n=32, shape=(10,))
+    cb = tb_deadneurons.DeadNeuronCallback(tmp_path, x, every_n_batches=1)
+    model.fit(x, np.zeros((32, 3)), batch_size=16, verbose=0, callbacks=[cb])
+    run = str(tmp_path / "train")
+    assert events.plugin_data(run, "plain")[1].activation == "relu"
+    assert events.plugin_data(run, "leaks")[1].activation == "leaky_relu"
+
+
 def test_loss_is_logged_at_the_snapshot_steps(tmp_path):
     x, y = _xy()
     cb = tb_deadneurons.DeadNeuronCallback(tmp_path, x[:64], every_n_batches=2)

@@ -37,6 +37,8 @@ NOT_UNITS = frozenset({"softmax", "log_softmax"})
 def activation_name(layer) -> str | None:
     """The name of the non-linearity a layer's output follows, or None."""
     cls = type(layer).__name__
+    if cls == "ReLU" and getattr(layer, "negative_slope", 0):
+        return "leaky_relu"  # keras.layers.ReLU(negative_slope=...) leaks
     if cls in _ACTIVATION_LAYERS:
         return _ACTIVATION_LAYERS[cls]
     fn = getattr(layer, "activation", None)
