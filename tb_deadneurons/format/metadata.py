@@ -34,6 +34,8 @@ GRAD_MEAN_ABS = "grad_mean_abs"
 # ``count`` is the number of finite values behind each unit's statistics
 # (batch x time x space), ``nonfinite`` the number of NaN/Inf values dropped.
 BASE_STATS = (ACTIVE_FRACTION, MEAN_ABS, MEAN, STD, MAX_ABS, COUNT, NONFINITE)
+# The row of the NaN/Inf count, which the writers check before encoding.
+NONFINITE_ROW = BASE_STATS.index(NONFINITE)
 
 # Activations: 2**-32 .. 2**18.8 at 5 steps per octave (about +-7 %);
 # counts: 1 .. 2**63 at 4 steps per octave; gradients reach far smaller values.

@@ -307,7 +307,7 @@ class Probe:
         """Tag -> encoded uint8 snapshot of ``start``'s ``values``: one
         transfer to the host, one encoding pass for every series."""
         host = keras.ops.convert_to_numpy(values)
-        if self._reducer.flags_nonfinite and host[_NONFINITE_ROW].any():
+        if self._reducer.flags_nonfinite and host[metadata.NONFINITE_ROW].any():
             # NaN/Inf somewhere (rare): a second pass with the masks.
             if self._run_masked is None:
                 self._run_masked = self._compile(self, masked=True)
@@ -339,9 +339,6 @@ class _Reducer:
     rows: Callable
     grad_rows: Callable
     flags_nonfinite: bool
-
-
-_NONFINITE_ROW = metadata.BASE_STATS.index(metadata.NONFINITE)
 
 
 def _tensorflow_reducer():

@@ -112,7 +112,7 @@ def _per_unit_stats_tf(tf, x, epsilon: float) -> dict:
     (``tf.cond``: the masks run only then).
     """
     unmasked = _unmasked_stats(tf, x, epsilon)
-    flags = unmasked[metadata.BASE_STATS.index(metadata.NONFINITE)]
+    flags = unmasked[metadata.NONFINITE_ROW]
     ok = (tf.shape(x)[0] > 0) & tf.reduce_all(flags == 0.0)
     values = tf.cond(ok, lambda: unmasked, lambda: _masked_stats(tf, x, epsilon))
     return dict(zip(metadata.BASE_STATS, values, strict=True))

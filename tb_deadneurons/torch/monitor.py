@@ -22,7 +22,6 @@ from tb_deadneurons.torch import utility as utility_lib
 # Where every_n_steps is not given: the start, fitted to the measured cost
 # at the first periodic snapshot (analysis.period; docs/scale.md).
 DEFAULT_EVERY_N_STEPS = period.DEFAULT_EVERY
-_NONFINITE_ROW = metadata.BASE_STATS.index(metadata.NONFINITE)
 
 
 class DeadNeuronMonitor:
@@ -279,7 +278,7 @@ class DeadNeuronMonitor:
         if isinstance(loss, torch.Tensor):
             loss = host[-1]
         host = host[: shape.numel()].reshape(shape)
-        if not masked and host[_NONFINITE_ROW].any():
+        if not masked and host[metadata.NONFINITE_ROW].any():
             # NaN/Inf somewhere (rare): the masked statistics, a second pass
             # (read at once: the weights are still those of the first).
             host = self._probe.rows(masked=True).cpu().numpy()
