@@ -363,3 +363,71 @@ def test_hf_ffn_units_of_each_family_by_default(tmp_path, family, tags):
         assert {t: c.shape[1] for t, c in m.last_snapshot.items()} == {
             t: 48 for t in tags
         }
+
+
+def _qwen2_moe(experts_implementation: str):
+    import transformers as hf
+
+    torch.manual_seed(0)
+    config = hf.Qwen2MoeConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        moe_intermediate_size=24,
+        shared_expert_intermediate_size=40,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_experts=4,
+        num_experts_per_tok=2,
+        max_position_embeddings=64,
+    )
+    config._experts_implementation = experts_implementation
+    return hf.Qwen2MoeForCausalLM(config)
+
+
+@pytest.mark.parametrize(
+    "implementation, read_by",
+    [
+        ("eager", ""),
+        ("batched_mm", ", read by bmm"),
+        ("grouped_mm", ", read by _grouped_mm"),
+    ],
+)
+def test_routed_experts_are_reported_unwatched_and_the_shared_expert_watched(
+    tmp_path, implementation, read_by
+):
+    # A routed expert's rows mix experts (grouped, batched) or are made and
+    # read inside the experts' forward (eager): no series may claim them.
+    model = _qwen2_moe(implementation)
+    assert model.config._experts_implementation == implementation
+    x = torch.randint(0, 64, (4, 16))
+    with pytest.warns(UserWarning, match="units not watched") as caught:
+        m = _monitor(model, tmp_path, x)
+    m.close()
+    assert list(m.watched) == ["model.layers.0.mlp.shared_expert"]
+    message = str([w.message for w in caught if "not watched" in str(w.message)][0])
+    count = 4 if implementation == "eager" else 1  # eager: a call per expert hit
+    assert f"model.layers.0.mlp.experts (silu x{count}{read_by})" in message
+
+
+class FunctionalExpert(nn.Module):
+    """``F.linear(relu(...), w2)`` inside one forward: no hook sees the units."""
+
+    def __init__(self):
+        super().__init__()
+        self.w1 = nn.Parameter(torch.randn(16, 8) * 0.3)
+        self.w2 = nn.Parameter(torch.randn(4, 16) * 0.3)
+
+    def forward(self, x):
+        return F.linear(F.relu(F.linear(x, self.w1)), self.w2)
+
+
+def test_units_no_hook_sees_raise_naming_where_they_are(tmp_path):
+    with pytest.raises(ValueError, match=r"not watchable: \['<model> \(relu x1\)'\]"):
+        _monitor(FunctionalExpert(), tmp_path, torch.randn(32, 8))
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), FunctionalExpert())
+    with pytest.warns(UserWarning, match=r"\['2 \(relu x1\)'\]"):
+        m = _monitor(model, tmp_path, torch.randn(32, 8))
+    m.close()
+    assert list(m.watched) == ["1"]

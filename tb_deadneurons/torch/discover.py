@@ -55,6 +55,18 @@ PASS = SAME | frozenset(
     "adaptive_max_pool3d".split()
 )
 _WEIGHT_FUNCTIONS = {"linear": -1, "conv1d": 1, "conv2d": 1, "conv3d": 1}
+# Products that read a tensor against a weight too, but with no feature axis
+# we can name: a mixture of experts' experts (``_grouped_mm``, ``bmm`` of
+# each row against its expert's slice), ``x @ self.w``. A chain one of them
+# reads against a weight is reported as unseen, never watched.
+_PRODUCTS = frozenset(
+    "matmul __matmul__ __rmatmul__ mm bmm baddbmm addmm einsum _grouped_mm".split()
+)
+# Ops whose output is (a view or a copy of) part of a weight.
+_WEIGHT_VIEWS = frozenset(
+    "__getitem__ __get__ index_select select transpose t permute view reshape "
+    "contiguous to float half bfloat16 chunk split unbind".split()
+)
 _RNN = (torch.nn.RNNBase,)
 _CONV = (torch.nn.modules.conv._ConvNd,)
 
@@ -89,6 +101,7 @@ class _Chain:
     origin_call: int = 0
     site_call: int = 0
     source: object = None  # what the non-linearity read
+    product: str = ""  # a ``_PRODUCTS`` op that read it against a weight
     factors: tuple = ()  # a gated product: (gate, up, [tensors used once])
 
 
@@ -130,6 +143,8 @@ class Tracer(TorchFunctionMode):
         self.alive: list = []  # keeps the recorded tensors' ids unique
         self.tracked: set[int] = set()  # their ids
         self.uses: dict[int, int] = {}  # id(tensor) -> ops and modules reading it
+        # ids of the parameters and of the views ``_WEIGHT_VIEWS`` made of them
+        self.weights: set[int] = {id(p) for p in model.parameters()}
 
     def _keep(self, t) -> None:
         self.alive.append(t)
@@ -220,9 +235,30 @@ class Tracer(TorchFunctionMode):
                 for t in a if isinstance(a, (tuple, list)) else (a,):
                     if isinstance(t, torch.Tensor) and id(t) in self.tracked:
                         self.uses[id(t)] = self.uses.get(id(t), 0) + 1
+        if not self.opaque:
+            self._trace_weights(getattr(func, "__name__", ""), args, kwargs, out)
         if not self.opaque and isinstance(out, torch.Tensor):
             self._trace(getattr(func, "__name__", ""), args, kwargs or {}, out)
         return out
+
+    def _trace_weights(self, name: str, args, kwargs, out) -> None:
+        """Follows views of the weights; marks a chain a product reads
+        against one (``_Chain.product``)."""
+        tensors = [*args, *(kwargs or {}).values()]
+        if name in _WEIGHT_VIEWS and tensors and id(tensors[0]) in self.weights:
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, torch.Tensor):
+                    self._keep(t)
+                    self.weights.add(id(t))
+        if name not in _PRODUCTS:
+            return
+        tensors = [t for t in tensors if isinstance(t, torch.Tensor)]
+        if not any(id(t) in self.weights for t in tensors):
+            return
+        for t in tensors:
+            chain = self.of.get(id(t))
+            if chain is not None and not chain.consumer:
+                chain.product = name
 
     def _trace(self, name: str, args, kwargs, out) -> None:
         if name in NONLINEAR:
@@ -300,6 +336,9 @@ def _follow(name, args, kwargs, x, out, axes):
         dims = args[1] if len(args) > 1 else kwargs.get("dim")
         dims = {d % x.dim() for d in ([dims] if isinstance(dims, int) else dims)}
         return tuple(a for i, a in enumerate(axes) if i not in dims)
+    if name == "unsqueeze" and out.dim() == x.dim() + 1:
+        dim = (args[1] if len(args) > 1 else kwargs["dim"]) % out.dim()
+        return (*axes[:dim], None, *axes[dim:])
     if name == "flatten" and out.dim() == 2 and x.dim() > 2:
         start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
         return (axes[0], axes[1]) if start == 1 else None
@@ -319,13 +358,10 @@ def default_sites(tracer: Tracer, outputs: set) -> list[Site]:
     ``<consumer>:input``. Calls after the first get ``@2``, ``@3``...
     """
     found, tags = [], set()
-    for chain in tracer.chains:
-        w = chain.watch
-        if chain.axis is None or id(w) in outputs or w.dim() < 2:
-            continue
-        place = _place(tracer, chain)
+    for chain, place in _read_chains(tracer, outputs):
         if place is None:
-            continue  # made and read inside one forward: no hook sees it
+            continue  # made and read inside one forward: ``unseen`` names it
+        w = chain.watch
         where, module, call = place
         name = tracer.names[id(module)]
         own = _tagged(name + (":input" if where == "input" else ""), call)
@@ -354,6 +390,37 @@ def default_sites(tracer: Tracer, outputs: set) -> list[Site]:
             )
         )
     return found
+
+
+def _read_chains(tracer: Tracer, outputs: set):
+    """``(chain, place)`` of each chain a weight read (``_place``'s answer,
+    None where no hook sees it); not the model's outputs, nor rank < 2."""
+    for chain in tracer.chains:
+        w = chain.watch
+        if chain.axis is None or id(w) in outputs or w.dim() < 2:
+            continue
+        yield chain, _place(tracer, chain)
+
+
+def unseen(tracer: Tracer, outputs: set) -> list[str]:
+    """Units a weight reads that no series can hold, so none is watched:
+    made and read inside one ``forward`` (``F.linear(act(x @ w1), w2)``, an
+    eager mixture of experts' loop), then those a ``_PRODUCTS`` op reads
+    against a weight (batched or grouped experts). One ``"<module>
+    (<activation> xN[, read by <op>])"`` per module whose forward holds them."""
+    counts: dict[tuple, int] = {}
+    for chain, place in _read_chains(tracer, outputs):
+        if place is None:
+            key = (chain.site or "<model>", chain.activation, "")
+            counts[key] = counts.get(key, 0) + 1
+    for chain in tracer.chains:
+        if chain.axis is None and chain.product and id(chain.watch) not in outputs:
+            key = (chain.site or "<model>", chain.activation, chain.product)
+            counts[key] = counts.get(key, 0) + 1
+    return [
+        f"{site} ({act or 'product'} x{n}{', read by ' + op if op else ''})"
+        for (site, act, op), n in counts.items()
+    ]
 
 
 def _gated(tracer: Tracer, chain: _Chain, module, where: str) -> tuple:

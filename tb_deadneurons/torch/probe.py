@@ -115,13 +115,23 @@ class Probe:
         self._view = TrainingView(model)
         param = next(model.parameters(), None)
         self._device = param.device if param is not None else torch.device("cpu")
-        self.layout = self._discover(requested)
+        self.layout, unseen = self._discover(requested)
         if not self.layout:
+            where = f" where it can be watched (not watchable: {unseen})"
             raise ValueError(
                 "modules: no unit found: no non-linearity of forward (an "
                 "activation module, F.relu/gelu/silu/tanh/sigmoid, an RNN) is "
-                "read by a weight layer (Linear, Conv, Conv1D) on probe_data; "
-                "pass modules=[...] naming what to watch"
+                "read by a weight layer (Linear, Conv, Conv1D) on probe_data"
+                f"{where if unseen else ''}; pass modules=[...] naming what to watch"
+            )
+        if unseen:
+            warnings.warn(
+                "DeadNeuronMonitor: units not watched: a weight reads them "
+                "where no module hook sees them (inside one forward), or in a "
+                "batched or grouped product with no one feature axis (a "
+                f"mixture of experts' experts): {unseen}. Their units are "
+                "missing from the log",
+                stacklevel=3,
             )
         _set_axes(self.layout, unit_axis)
         # The own output of a ReLU-family module is never negative: its
@@ -133,8 +143,9 @@ class Probe:
             and stats.is_nonnegative(modules.activation_name(s.module))
         }
 
-    def _discover(self, requested) -> list[discover.Site]:
-        """One traced forward pass that finds the watched tensors."""
+    def _discover(self, requested) -> tuple[list[discover.Site], list[str]]:
+        """One traced forward pass that finds the watched tensors, and
+        (by default) ``discover.unseen``'s units no hook can watch."""
         tracer = discover.Tracer(self.model)
         handles = tracer.hooks(self.model)
         try:
@@ -144,8 +155,9 @@ class Probe:
             for h in handles:
                 h.remove()
         if requested is None:
-            return discover.default_sites(tracer, outputs)
-        return discover.explicit_sites(tracer, requested)
+            sites = discover.default_sites(tracer, outputs)
+            return sites, discover.unseen(tracer, outputs)
+        return discover.explicit_sites(tracer, requested), []
 
     def rows(self, masked: bool = False) -> torch.Tensor:
         """float32 ``[num_stats, total units]`` on the model's device.
