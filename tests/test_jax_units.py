@@ -95,3 +95,49 @@ def test_a_model_without_units_is_refused(tmp_path):
     variables = model.init(jax.random.key(0), x[:2])
     with pytest.raises(ValueError, match="no unit"):
         DeadNeuronMonitor(model.apply, str(tmp_path), x[:8], variables=variables)
+
+
+class _Experts(nn.Module):
+    """Two experts as stacked kernels, each on half the rows (an einsum MoE)."""
+
+    @nn.compact
+    def __call__(self, x):
+        w1 = self.param("w1", nn.initializers.normal(0.3), (2, 16, 12))
+        w2 = self.param("w2", nn.initializers.normal(0.3), (2, 12, 16))
+        h = nn.relu(jax.numpy.einsum("ecd,edf->ecf", x.reshape(2, -1, 16), w1))
+        return jax.numpy.einsum("ecf,efd->ecd", h, w2).reshape(x.shape)
+
+
+class _MoE(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        h = nn.relu(nn.Dense(16, name="inp")(x))
+        return nn.Dense(3, name="out")(_Experts(name="experts")(h))
+
+
+def test_units_a_batched_weight_made_are_reported_never_mixed_into_one_series(
+    tmp_path,
+):
+    # Expert 0's unit 5 is dead, expert 1's alive: one series over both
+    # experts' rows would call unit 5 alive. What the experts read is a unit.
+    x, _ = models.data()
+    model = _MoE()
+    variables = model.init(jax.random.key(0), x[:2])
+    w1 = variables["params"]["experts"]["w1"]
+    variables["params"]["experts"]["w1"] = w1.at[0, :, 5].set(0.0)
+    with pytest.warns(UserWarning, match="units not watched") as caught:
+        monitor = DeadNeuronMonitor(
+            model.apply, str(tmp_path), x[:64], variables=variables
+        )
+    monitor.close()
+    assert monitor.watched == {"inp": (16, "Dense", "relu")}
+    message = str([w.message for w in caught if "not watched" in str(w.message)][0])
+    assert "['experts (relu, made by experts)']" in message
+    alone = r"not watchable: \['activation \(relu, made by a variable of the top"
+    with pytest.raises(ValueError, match=alone):
+        DeadNeuronMonitor(
+            _Experts().apply,
+            str(tmp_path / "alone"),
+            x[:64, :16],
+            variables={"params": variables["params"]["experts"]},
+        )

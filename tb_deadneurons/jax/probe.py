@@ -15,6 +15,7 @@ the two Flax APIs.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 
 import jax
@@ -104,11 +105,20 @@ class Probe:
             raise ValueError(
                 f"probe_data does not fit the model: {type(e).__name__}: {e}"
             ) from e
-        self.units = units_lib.find(self.graph, strip_root=linen)
+        self.units, unseen = units_lib.find(self.graph, strip_root=linen)
         if not self.units:
             raise ValueError(
                 "the forward pass has no unit: no weight layer (Dense/Conv/"
                 "Einsum) reads what a non-linearity made"
+                + (f" on one axis (not watchable: {unseen})" if unseen else "")
+            )
+        if unseen:
+            warnings.warn(
+                "DeadNeuronMonitor: units not watched: a weight with batch "
+                "dimensions made them (stacked experts, per-head weights), so "
+                f"no one axis holds them: {unseen}. Their units are missing "
+                "from the log",
+                stacklevel=4,
             )
         self._jitted = jax.jit(self._rows)
 

@@ -12,6 +12,11 @@ input, a LayerNorm output, attention probabilities read by ``einsum`` with
 values, the model's output) is no unit. The unit axis is the one the weight
 reads (Dense: the contracted axis; Conv: the input feature axis), or the
 last axis (Flax is channels-last) when a reshape (``Flatten``) lies between.
+A ``dot_general`` with batch dimensions on the variable (stacked experts
+``einsum("ecd,edf->ecf", x, w)``, per-head weights) makes each slice of its
+output with another weight: no one axis holds the units of what a
+non-linearity makes of it, so ``find`` lists those as unseen, never as a
+series (what such a weight reads is a unit as any other).
 
 A series is named by the weight layer whose output the non-linearity
 transforms (``Dense_0`` for ``nn.relu(nn.Dense(32)(x))``); under linen, an
@@ -59,8 +64,9 @@ class _Finder:
         self.g = graph
         self.strip_root = strip_root
         self.weights = {}  # node index -> (module path, act operand, axis, class)
+        self.batched = set()  # those whose variable has batch dimensions
         for i, node in enumerate(graph.nodes):
-            found = self._weight_op(node)
+            found = self._weight_op(i, node)
             if found:
                 self.weights[i] = found
 
@@ -82,15 +88,20 @@ class _Finder:
             node = self.node(node.operands[0])
         return node.path if node is not None and node.kind == "input" else None
 
-    def _weight_op(self, node):
+    def _weight_op(self, index: int, node):
         if node.prim == "dot_general":
-            (lc, rc), (lb, _) = node.eqn.params["dimension_numbers"]
+            (lc, rc), (lb, rb) = node.eqn.params["dimension_numbers"]
             lhs, rhs = node.operands
-            for weight, act, contract in ((rhs, lhs, lc), (lhs, rhs, rc)):
+            for weight, act, contract, batch in (
+                (rhs, lhs, lc, rb),
+                (lhs, rhs, rc, lb),
+            ):
                 path = self.variable(weight)
                 if path is not None and self.variable(act) is None:
                     axis = contract[0] if len(contract) == 1 else -1
                     cls = "Dense" if len(contract) == 1 and not lb else "Einsum"
+                    if batch:
+                        self.batched.add(index)
                     return path, act, axis, cls
         if node.prim == "conv_general_dilated":
             path = self.variable(node.operands[1])
@@ -187,13 +198,15 @@ class _Finder:
         return layer or stack or "activation"
 
 
-def find(graph: graph_lib.Graph, strip_root: bool) -> list[Unit]:
-    """Every unit series of ``graph``, in the order the forward pass makes them.
+def find(graph: graph_lib.Graph, strip_root: bool) -> tuple[list[Unit], list[str]]:
+    """Every unit series of ``graph``, in the order the forward pass makes them,
+    and the units no series can hold (made by a batched weight): one
+    ``"<name> (<activation>, made by <weight>)"`` each.
 
     ``strip_root``: drop the first name-stack component (linen's top module).
     """
     finder = _Finder(graph, strip_root)
-    found = {}
+    found, unseen = {}, []
     for _, (_, act_ref, axis, cls) in sorted(finder.weights.items()):
         ref, unit_axis = finder.source(act_ref, axis)
         if ref is None or ref in found:
@@ -202,8 +215,19 @@ def find(graph: graph_lib.Graph, strip_root: bool) -> list[Unit]:
         if act is None:
             continue
         producers = finder.frontier(act[1])
+        batched = [finder.weights[p][0] for p in producers if p in finder.batched]
+        if batched:
+            weight = batched[0] or "a variable of the top module"
+            unseen.append(f"{finder.tag_of(ref, act[1])} ({act[0]}, made by {weight})")
+            continue
         layer_class = finder.weights[max(producers)][3] if producers else cls
         found[ref] = (finder.tag_of(ref, act[1]), unit_axis, layer_class, act[0])
+    return _named(finder, found), unseen
+
+
+def _named(finder: _Finder, found: dict) -> list[Unit]:
+    """``Unit``s of ``found`` (ref -> tag, axis, class, activation), a repeated
+    tag numbered ``@2``, ``@3`` ..."""
     units, names = [], {}
     for ref in sorted(found):
         tag, axis, layer_class, activation = found[ref]
