@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 
 import keras
 import keras_hub
@@ -214,6 +215,36 @@ def recurrent():
     )
 
 
+def moe(out_dir) -> dict:
+    """keras-hub's Qwen-MoE: its routed experts (an einsum over stacked
+    kernels inside one layer's ``call``) and its shared expert (Dense
+    layers). The watched tags and the callback's warnings."""
+    model = keras_hub.models.QwenMoeBackbone(
+        vocabulary_size=50,
+        num_layers=1,
+        num_query_heads=2,
+        num_key_value_heads=1,
+        hidden_dim=16,
+        intermediate_dim=32,
+        moe_intermediate_dim=12,
+        shared_expert_intermediate_dim=20,
+        num_experts=4,
+        top_k=2,
+    )
+    x = {
+        "token_ids": _rng(2).integers(1, 50, (BATCH, 8)),
+        "padding_mask": np.ones((BATCH, 8), bool),
+    }
+    model.compile(keras.optimizers.SGD(0.0), "mse")
+    cb = tb_deadneurons.DeadNeuronCallback(os.path.join(out_dir, "moe"), x)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        y = np.zeros((BATCH, 8, 16), "float32")
+        model.fit(x, y, batch_size=BATCH, epochs=1, callbacks=[cb], verbose=0)
+    warned = [str(w.message) for w in caught if "not watched" in str(w.message)]
+    return {"watched": sorted(cb.watched), "warned": warned}
+
+
 def _dead(act) -> list[int]:
     return np.flatnonzero(act.reshape(-1, act.shape[-1]).max(axis=0) <= 0).tolist()
 
@@ -224,6 +255,7 @@ def main(out_dir: str) -> dict:
     builds.update({"shared": shared, "rnn": recurrent})
     result = {name: _fit(build, out_dir, name) for name, build in builds.items()}
     result["mixed"] = mixed(out_dir)
+    result["moe"] = moe(out_dir)
     result["backend"] = keras.backend.backend()
     return result
 

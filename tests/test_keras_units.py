@@ -147,3 +147,16 @@ def test_mixed_precision_with_gradients_fits_and_finds_the_planted_units(run, po
         assert np.any(stats["grad_mean_abs"] > 0)
     for _, stats in snaps["relu"]:
         assert np.flatnonzero(stats["active_fraction"] == 0).tolist() == truth["relu"]
+
+
+def test_routed_experts_are_named_unwatched_and_the_shared_expert_watched(run):
+    # Qwen-MoE's experts layer carries an ``activation`` attribute: its
+    # output (the experts' down projections, hidden_dim wide) was once
+    # watched as if it were the activation's units.
+    truth = run[0]["moe"]
+    block = "transformer_layer_0/qwen_sparse_moe_block"
+    assert truth["watched"] == [
+        f"{block}/shared_expert_dense/feedforward_output_dense:input"
+    ]
+    assert len(truth["warned"]) == 1
+    assert f"'{block}/experts (silu_gated, read by einsum)'" in truth["warned"][0]

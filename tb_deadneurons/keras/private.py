@@ -96,6 +96,9 @@ NONLINEAR_OPS = {
     "numpy": ["tanh"],
 }
 PASS_THROUGH_OPS = {"core": ["cast"], "numpy": ["multiply"]}
+# Products a layer's own ``call`` may read a non-linear tensor with, against
+# one of its variables (keras-hub's mixture of experts: ``ops.einsum``).
+PRODUCT_OPS = {"numpy": ["einsum", "matmul", "dot", "tensordot"]}
 
 
 @contextlib.contextmanager
@@ -109,7 +112,7 @@ def shadowed_ops(make_op):
     from keras.src import backend
 
     saved = []
-    for table in (NONLINEAR_OPS, PASS_THROUGH_OPS):
+    for table in (NONLINEAR_OPS, PASS_THROUGH_OPS, PRODUCT_OPS):
         for group, names in table.items():
             module = getattr(backend, group)
             for name in names:

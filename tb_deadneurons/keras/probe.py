@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import inspect
 import sys
+import warnings
 from collections.abc import Callable
 
 import keras
@@ -149,7 +150,7 @@ class Probe:
                 model(self._x, training=False)
         requested = None if layers is None else discovery.requested_sites(model, layers)
         with _fit_errors(model):
-            sites, tensors, final = trace.find_sites(
+            sites, tensors, final, unseen = trace.find_sites(
                 model, self._x, requested, self._batchnorms
             )
         # The model's outputs are left out of the default choice only; a
@@ -159,7 +160,7 @@ class Probe:
             for s in sites
             if layers is not None or id(tensors[s.tag]) not in final
         }
-        self._check(requested, unit_axis)
+        self._check(requested, unit_axis, unseen)
         self.watched = {t: s.layer for t, s in self.sites.items()}
         self._shapes = {
             t: (
@@ -177,8 +178,9 @@ class Probe:
         self._run = self._compile(self, masked=False)
         self._run_masked = None  # compiled when a NaN/Inf first shows
 
-    def _check(self, requested, unit_axis) -> None:
-        """Every named layer seen, ``unit_axis`` tags known; axes applied."""
+    def _check(self, requested, unit_axis, unseen) -> None:
+        """Every named layer seen, ``unit_axis`` tags known; axes applied;
+        ``unseen`` units (``trace.find_sites``) named in a warning."""
         if requested is not None:
             seen = {(id(s.layer), s.where) for s in self.sites.values()}
             paths = {id(la): p for p, la in discovery.walk(self.model)}
@@ -190,10 +192,20 @@ class Probe:
             )
             if missing:
                 raise ValueError(f"layers: {missing} produce no tensor on probe_data")
+        unseen = unseen if requested is None else []
         if not self.sites:
+            where = f" (not watchable: {unseen})" if unseen else ""
             raise ValueError(
                 "no layer to watch: the model has no tensor after a non-linearity "
-                "besides its output; pass layers=[...]"
+                f"besides its output{where}; pass layers=[...]"
+            )
+        if unseen:
+            warnings.warn(
+                "DeadNeuronCallback: units not watched: a layer's own call "
+                "reads them against its variables (a mixture of experts' "
+                f"einsum over stacked kernels), so no one axis holds them: "
+                f"{unseen}. Their units are missing from the log",
+                stacklevel=2,
             )
         for tag, axis in (unit_axis or {}).items():
             if tag not in self.sites:

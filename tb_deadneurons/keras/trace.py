@@ -22,6 +22,13 @@ Sites, by kind (the tag in brackets):
   outputs at every timestep, and a ``TimeDistributed`` layer wrapping a
   layer with an activation: its output over every timestep.
 
+A non-linear tensor a layer's own ``call`` reads with ``keras.ops.einsum``
+(``matmul``, ...) against one of its variables is no site (keras-hub's
+Mixtral, Qwen-MoE experts: ``einsum("eti,eih->eth", act, w)`` reads each
+expert's slice against its own kernel): ``find_sites`` names it as unseen,
+and the layer's ``activation`` attribute no longer makes its output a site
+(what it returns is the product, not the activation).
+
 Every call of a layer is its own site: ``path``, ``path@2``, ... (the
 PyTorch monitor's rule). Softmax is no non-linearity here and the model's
 outputs are left out by default. Casts and ``keras.ops.multiply`` carry a
@@ -134,6 +141,10 @@ class _Trace:
         self.sites: list[Site] = []
         self.tensors: dict[str, object] = {}  # tag -> tensor (this pass)
         self.site_of: dict[int, Site] = {}  # id(tensor) -> its site
+        self.stack: list = []  # the layers whose ``call`` runs, innermost last
+        # (id(layer), mark serial, "<path> (<activation>, read by <op>)"): a
+        # non-linear tensor a layer's own ``call`` read against a variable
+        self.unseen: list[tuple] = []
 
     # -- ops -----------------------------------------------------------------
 
@@ -148,9 +159,27 @@ class _Trace:
                 self._carry(args[0], out)
             elif name == "multiply" and len(args) == 2:
                 self._multiply(*args, out)
+            elif name in private.PRODUCT_OPS.get(group, ()):
+                self._product_read(name, args)
             return out
 
         return traced
+
+    def _product_read(self, op: str, args) -> None:
+        """Notes a non-linear tensor read against a variable inside a layer
+        that is no weight layer (whose input ``_read`` handles)."""
+        layer = self.stack[-1] if self.stack else None
+        if layer is None or is_weight(layer):
+            return
+        if not any(isinstance(a, keras.Variable) for a in args):
+            return
+        for a in args:
+            mark = self.marks.get(id(a))
+            if mark is not None:
+                name = (
+                    f"{self.paths.get(id(layer), layer.name)} ({mark[0]}, read by {op})"
+                )
+                self.unseen.append((id(layer), mark[1], name))
 
     def _mark(self, out, name, gate, up):
         self.serial += 1
@@ -206,7 +235,11 @@ class _Trace:
                     return seq
 
                 return private.call_for_sequences(layer, original, args, kwargs, seen)
-            out = original(*args, **kwargs)
+            self.stack.append(layer)
+            try:
+                out = original(*args, **kwargs)
+            finally:
+                self.stack.pop()
             self._returned(layer, k, out, start)
             return out
 
@@ -240,7 +273,8 @@ class _Trace:
         made_here = mark is not None and mark[1] > start
         inner = _timedistributed_inner(layer)
         named = discovery.activation_name(inner if inner is not None else layer)
-        by_rule = discovery.watched_by_default(layer) or (
+        projected = any(i == id(layer) and s > start for i, s, _ in self.unseen)
+        by_rule = (discovery.watched_by_default(layer) and not projected) or (
             inner is not None and named not in (None, *discovery.NOT_UNITS)
         )
         if self._wants(layer, "output", made_here or by_rule):
@@ -272,12 +306,14 @@ def _is_unit_tensor(value) -> bool:
     return keras.ops.is_tensor(value) and len(value.shape) >= 2
 
 
-def find_sites(model, x, requested, batchnorms) -> tuple[list[Site], dict, set]:
+def find_sites(model, x, requested, batchnorms) -> tuple[list[Site], dict, set, list]:
     """Runs ``x`` through ``model`` once, eagerly, and finds the sites.
 
     ``requested``: None for the default rule, else ``id(layer) ->
     {"output", "input"}`` (``layers=``: every call of those layers). Returns
-    ``(sites, tag -> tensor, ids of the model's output tensors)``.
+    ``(sites, tag -> tensor, ids of the model's output tensors, unseen)``:
+    ``unseen`` names the non-linear tensors read inside a layer's ``call``
+    against its variables, which no site holds.
     """
     walked = discovery.walk(model)
     paths = {id(la): p for p, la in walked}
@@ -295,7 +331,8 @@ def find_sites(model, x, requested, batchnorms) -> tuple[list[Site], dict, set]:
     for site in trace.sites:
         used = [la for la in (site.layer, site.gate, site.up) if la is not None]
         site.once = all(trace.calls.get(id(la)) == 1 for la in used)
-    return trace.sites, trace.tensors, final
+    unseen = list(dict.fromkeys(name for _, _, name in trace.unseen))
+    return trace.sites, trace.tensors, final, unseen
 
 
 def _inside_opaque(model) -> set[int]:
