@@ -160,3 +160,7 @@ def test_routed_experts_are_named_unwatched_and_the_shared_expert_watched(run):
     ]
     assert len(truth["warned"]) == 1
     assert f"'{block}/experts (silu_gated, read by einsum)'" in truth["warned"][0]
+    # No other model warns: an LSTM's recurrent kernel reads its own state.
+    assert {k: v["warned"] for k, v in run[0].items() if "warned" in v} == {
+        name: [] for name in ("llama", "blocks", "td", "shared", "rnn")
+    } | {"moe": truth["warned"]}

@@ -167,9 +167,10 @@ class _Trace:
 
     def _product_read(self, op: str, args) -> None:
         """Notes a non-linear tensor read against a variable inside a layer
-        that is no weight layer (whose input ``_read`` handles)."""
+        that is no weight layer (whose input ``_read`` handles) and not in an
+        RNN (whose state its recurrent kernel reads: the RNN is the site)."""
         layer = self.stack[-1] if self.stack else None
-        if layer is None or is_weight(layer):
+        if layer is None or is_weight(layer) or any(map(is_opaque, self.stack)):
             return
         if not any(isinstance(a, keras.Variable) for a in args):
             return
@@ -220,6 +221,13 @@ class _Trace:
 
     def call(self, layer, original):
         def traced(*args, **kwargs):
+            self.stack.append(layer)
+            try:
+                return run(*args, **kwargs)
+            finally:
+                self.stack.pop()
+
+        def run(*args, **kwargs):
             if id(layer) in self.forced:
                 kwargs["training"] = True
             k = self.calls[id(layer)] = self.calls.get(id(layer), 0) + 1
@@ -235,11 +243,7 @@ class _Trace:
                     return seq
 
                 return private.call_for_sequences(layer, original, args, kwargs, seen)
-            self.stack.append(layer)
-            try:
-                out = original(*args, **kwargs)
-            finally:
-                self.stack.pop()
+            out = original(*args, **kwargs)
             self._returned(layer, k, out, start)
             return out
 
