@@ -100,7 +100,8 @@ def llama():
 
 
 class FunctionalBlock(L.Layer):
-    """``down(act(up(x)))`` with the activation a function call."""
+    """``down(act(up(x)))`` with the activation a function call; ``square``
+    and ``pow``: Primer's squared ReLU, with ``keras.ops.square`` or ``**``."""
 
     def __init__(self, act, **kwargs):
         super().__init__(**kwargs)
@@ -111,6 +112,10 @@ class FunctionalBlock(L.Layer):
     def call(self, x):
         if self.act == "gelu":
             return self.down(keras.activations.gelu(self.up(x)))
+        if self.act == "square":
+            return self.down(keras.ops.square(keras.ops.relu(self.up(x))))
+        if self.act == "pow":
+            return self.down(keras.ops.relu(self.up(x)) ** 2)
         return self.down(keras.ops.relu(self.up(x)))
 
 
@@ -118,10 +123,13 @@ def blocks():
     inputs = keras.Input((6,))
     gelu = FunctionalBlock("gelu", name="gelu_block")
     relu = FunctionalBlock("relu", name="relu_block")
-    # Both read the inputs (in [0, 1]): |up(x)| < 4 can't beat a bias of 10.
-    merged = L.Concatenate()([gelu(inputs), relu(inputs)])
+    square = FunctionalBlock("square", name="square_block")
+    power = FunctionalBlock("pow", name="pow_block")
+    # All read the inputs (in [0, 1]): |up(x)| < 4 can't beat a bias of 10.
+    merged = L.Concatenate()([b(inputs) for b in (gelu, relu, square, power)])
     model = keras.Model(inputs, L.Dense(2, name="out")(merged))
-    for block, units in ((gelu, GELU_DEAD), (relu, RELU_DEAD)):
+    planted = [(gelu, GELU_DEAD), (relu, RELU_DEAD)]
+    for block, units in planted + [(square, RELU_DEAD), (power, RELU_DEAD)]:
         bias = np.full(16, 10.0, "float32")  # far from 0: no death by chance
         bias[units] = -1e4
         block.up.bias.assign(bias)

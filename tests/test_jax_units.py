@@ -89,6 +89,28 @@ def test_every_activation_as_written_and_no_false_unit(tmp_path):
     }
 
 
+class _SquaredReLU(nn.Module):
+    """Primer's MLP: ``relu(x) ** 2``, as ``jnp.square`` or ``**``."""
+
+    power: bool
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.relu(nn.Dense(32, name="hidden")(x))
+        return nn.Dense(3, name="out")(h**2 if self.power else jax.numpy.square(h))
+
+
+@pytest.mark.parametrize("power", [False, True], ids=["square", "power"])
+def test_a_squared_relu_is_watched_and_its_dead_units_found(tmp_path, power):
+    x, _ = models.data()
+    model = _SquaredReLU(power)
+    variables = models.linen_init(model, x, "hidden", models.DEAD_UNITS)
+    monitor = DeadNeuronMonitor(model.apply, str(tmp_path), x[:64], variables=variables)
+    monitor.close()
+    assert monitor.watched == {"hidden": (32, "Dense", "relu")}
+    assert api.load(str(tmp_path)).layers["."]["hidden"].dead_now == models.DEAD_UNITS
+
+
 def test_a_model_without_units_is_refused(tmp_path):
     model = nn.Dense(3)
     x, _ = models.data()

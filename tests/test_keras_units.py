@@ -90,9 +90,11 @@ def test_llama_gate_zero_and_up_zero_units_are_dead_in_layer_0_only(run):
 def test_functional_gelu_and_relu_in_a_blocks_call_are_watched(run):
     truth, path = run[0]["blocks"], run[1]
     series = _series(path, "blocks")
-    assert sorted(series) == ["gelu_block/down:input", "relu_block/down:input"]
+    blocks = ["gelu_block", "pow_block", "relu_block", "square_block"]
+    assert sorted(series) == [f"{b}/down:input" for b in blocks]
     assert _dead(*series["gelu_block/down:input"])[0] == truth["gelu"]
-    assert _dead(*series["relu_block/down:input"])[0] == truth["relu"]
+    for block in ("relu_block", "square_block", "pow_block"):  # relu(x) ** 2 too
+        assert _dead(*series[f"{block}/down:input"])[0] == truth["relu"]
     _, data = events.plugin_data(
         str(path / "blocks" / "train"), "gelu_block/down:input"
     )

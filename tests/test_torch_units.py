@@ -111,6 +111,32 @@ def test_functional_relu_and_gelu_units_are_found_on_what_the_next_layer_reads(
         assert _dead(m.last_snapshot["out:input"]) == [5]
 
 
+class SquaredReLU(nn.Module):
+    """Primer's (and modded-nanogpt's) MLP: ``relu(x) ** 2``, written three ways."""
+
+    def __init__(self, square):
+        super().__init__()
+        self.square = square
+        self.fc1 = nn.Linear(10, 32)
+        self.fc2 = nn.Linear(32, 3)
+
+    def forward(self, x):
+        return self.fc2(self.square(F.relu(self.fc1(x))))
+
+
+@pytest.mark.parametrize(
+    "square", [torch.square, lambda h: h**2, lambda h: h.pow(2)], ids=str
+)
+def test_a_squared_relu_is_watched_and_its_dead_units_found(tmp_path, square):
+    torch.manual_seed(0)
+    model = SquaredReLU(square)
+    with torch.no_grad():
+        model.fc1.bias[[4, 19]] = -1e4
+    with _monitor(model, tmp_path, torch.randn(64, 10)) as m:
+        assert list(m.watched) == ["fc2:input"]
+        assert _dead(m.last_snapshot["fc2:input"]) == [4, 19]
+
+
 def _smooth_mlp(act: nn.Module, dead: list[int], at: float = -40.0) -> nn.Module:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 32), act, nn.Linear(32, 3))

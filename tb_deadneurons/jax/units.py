@@ -35,10 +35,11 @@ _PASS_WEIGHT = frozenset(
     "convert_element_type reshape transpose broadcast_in_dim squeeze "
     "expand_dims copy copy_p reduce_precision".split()
 )
-# Between a non-linearity and the weight layer reading it: keep the unit axis.
+# Between a non-linearity and the weight layer reading it: keep the unit axis
+# (pooling, casts, and squaring: Primer's ``relu(x) ** 2``).
 _KEEP_AXIS = frozenset(
     "convert_element_type copy copy_p reduce_precision reduce_window_max "
-    "reduce_window_sum reduce_window reduce_window_min".split()
+    "reduce_window_sum reduce_window reduce_window_min integer_pow square".split()
 )
 # ... or move it (Flatten, transposes).
 _MOVE_AXIS = frozenset("reshape transpose squeeze expand_dims broadcast_in_dim".split())

@@ -95,7 +95,7 @@ NONLINEAR_OPS = {
     "sparse_plus squareplus".split(),
     "numpy": ["tanh"],
 }
-PASS_THROUGH_OPS = {"core": ["cast"], "numpy": ["multiply"]}
+PASS_THROUGH_OPS = {"core": ["cast"], "numpy": ["multiply", "square", "power"]}
 # Products a layer's own ``call`` may read a non-linear tensor with, against
 # one of its variables (keras-hub's mixture of experts: ``ops.einsum``).
 PRODUCT_OPS = {"numpy": ["einsum", "matmul", "dot", "tensordot"]}
@@ -129,16 +129,17 @@ def shadowed_ops(make_op):
 
 @contextlib.contextmanager
 def shadowed_products(sample, make_op):
-    """Within the block, ``a * b`` on the backend's eager tensors (the type
-    of ``sample``) runs ``make_op(name, original)`` for ``__mul__`` and
-    ``__rmul__``: a gated product written with ``*`` (keras-hub's Gemma)
-    goes round ``keras.ops``. A type that refuses new attributes is left
+    """Within the block, ``a * b`` and ``a ** b`` on the backend's eager
+    tensors (the type of ``sample``) run ``make_op(name, original)`` for
+    ``__mul__``, ``__rmul__`` and ``__pow__``: a gated product written with
+    ``*`` (keras-hub's Gemma), a squared ReLU with ``**``, go round
+    ``keras.ops``. A type that refuses new attributes is left
     alone. Only for the one eager discovery pass; restored on exit.
     """
     cls = type(sample)
     saved = []
     try:
-        for name in ("__mul__", "__rmul__"):
+        for name in ("__mul__", "__rmul__", "__pow__"):
             had = name in cls.__dict__
             original = getattr(cls, name)
             try:

@@ -31,8 +31,9 @@ and the layer's ``activation`` attribute no longer makes its output a site
 
 Every call of a layer is its own site: ``path``, ``path@2``, ... (the
 PyTorch monitor's rule). Softmax is no non-linearity here and the model's
-outputs are left out by default. Casts and ``keras.ops.multiply`` carry a
-non-linear tensor on (``a * b`` too); anything else (add, norm, reshape) ends it.
+outputs are left out by default. Casts, ``keras.ops.multiply`` (``a * b``
+too), ``square`` and ``power`` (``a ** 2``: a squared ReLU) carry a
+non-linear tensor on; anything else (add, norm, reshape) ends it.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ class _Trace:
             out = original(*args, **kwargs)
             if nonlinear:
                 self._mark(out, name, self.origins.get(id(args[0])), None)
-            elif name == "cast":
+            elif name in ("cast", "square", "power"):
                 self._carry(args[0], out)
             elif name == "multiply" and len(args) == 2:
                 self._multiply(*args, out)
@@ -211,7 +212,11 @@ class _Trace:
     def product(self, name, original):
         def traced(a, b):
             out = original(a, b)
-            if out is not NotImplemented:
+            if out is NotImplemented:
+                return out
+            if name == "__pow__":
+                self._carry(a, out)
+            else:
                 self._multiply(a, b, out)
             return out
 

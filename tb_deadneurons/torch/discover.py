@@ -34,11 +34,12 @@ NONLINEAR = frozenset(
     "tanh_ sigmoid sigmoid_ prelu rrelu logsigmoid".split()
 )
 # Element-wise ops that change values: the watched tensor moves on to their
-# output (a gated product, a scaling, a padding mask). A sum ends the chain:
-# ``x + act(y)`` is a residual stream, not units.
+# output (a gated product, a scaling, a padding mask, Primer's squared ReLU).
+# A sum ends the chain: ``x + act(y)`` is a residual stream, not units.
 MOVE = frozenset(
     "mul mul_ multiply __mul__ __rmul__ __imul__ div div_ true_divide __truediv__ "
-    "__itruediv__ neg __neg__ masked_fill masked_fill_".split()
+    "__itruediv__ neg __neg__ masked_fill masked_fill_ "
+    "square square_ pow pow_ __pow__ __ipow__".split()
 )
 # Ops that keep the values (dropout is off in the probe): where the watched
 # tensor itself reaches no hook, their output is captured instead.
