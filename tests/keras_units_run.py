@@ -72,17 +72,20 @@ def mixed(out_dir) -> dict:
     return {"dense": planted.DEAD_DENSE, "relu": planted.DEAD_CHANNELS}
 
 
+# The keras-hub decoders' size here (num_layers apart).
+SMALL_DECODER = dict(
+    vocabulary_size=50,
+    num_query_heads=2,
+    num_key_value_heads=1,
+    hidden_dim=16,
+    intermediate_dim=32,
+)
+
+
 def llama():
     """Layer 0's gate kernel has zero columns GATE_ZERO, its up kernel zero
     columns UP_ZERO: those products are exactly 0."""
-    model = keras_hub.models.LlamaBackbone(
-        vocabulary_size=50,
-        num_layers=2,
-        num_query_heads=2,
-        num_key_value_heads=1,
-        hidden_dim=16,
-        intermediate_dim=32,
-    )
+    model = keras_hub.models.LlamaBackbone(num_layers=2, **SMALL_DECODER)
     block = model.get_layer("transformer_layer_0")
     for dense, units in (
         (block._feedforward_gate_dense, GATE_ZERO),
@@ -232,12 +235,8 @@ def moe():
     kernels inside one layer's ``call``) and its shared expert (Dense
     layers)."""
     model = keras_hub.models.QwenMoeBackbone(
-        vocabulary_size=50,
         num_layers=1,
-        num_query_heads=2,
-        num_key_value_heads=1,
-        hidden_dim=16,
-        intermediate_dim=32,
+        **SMALL_DECODER,
         moe_intermediate_dim=12,
         shared_expert_intermediate_dim=20,
         num_experts=4,
