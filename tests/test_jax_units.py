@@ -111,6 +111,35 @@ def test_a_squared_relu_is_watched_and_its_dead_units_found(tmp_path, power):
     assert api.load(str(tmp_path)).layers["."]["hidden"].dead_now == models.DEAD_UNITS
 
 
+class _TwoReaders(nn.Module):
+    """A batched weight's ReLU output read by two more batched weights."""
+
+    @nn.compact
+    def __call__(self, x):
+        w1, w2, w3 = (
+            self.param(n, nn.initializers.normal(0.3), s)
+            for n, s in (("w1", (2, 16, 12)), ("w2", (2, 12, 16)), ("w3", (2, 12, 16)))
+        )
+        h = nn.relu(jax.numpy.einsum("ecd,edf->ecf", x.reshape(2, -1, 16), w1))
+        y = jax.numpy.einsum("ecf,efd->ecd", h, w2)
+        y = y + jax.numpy.einsum("ecf,efd->ecd", h, w3)
+        return nn.Dense(3)(nn.relu(nn.Dense(8, name="d")(y.reshape(x.shape))))
+
+
+def test_units_a_batched_weight_made_are_named_once_however_often_read(tmp_path):
+    x, _ = models.data((16,))
+    model = _TwoReaders()
+    variables = model.init(jax.random.key(0), x[:2])
+    with pytest.warns(UserWarning, match="units not watched") as caught:
+        monitor = DeadNeuronMonitor(
+            model.apply, str(tmp_path), x[:64], variables=variables
+        )
+    monitor.close()
+    assert monitor.watched == {"d": (8, "Dense", "relu")}
+    message = str([w.message for w in caught if "not watched" in str(w.message)][0])
+    assert message.count("(relu, made by a variable of the top module)") == 1
+
+
 def test_a_model_without_units_is_refused(tmp_path):
     model = nn.Dense(3)
     x, _ = models.data()

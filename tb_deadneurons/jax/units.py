@@ -207,10 +207,10 @@ def find(graph: graph_lib.Graph, strip_root: bool) -> tuple[list[Unit], list[str
     ``strip_root``: drop the first name-stack component (linen's top module).
     """
     finder = _Finder(graph, strip_root)
-    found, unseen = {}, []
+    found, unseen = {}, {}  # ref -> what ``_named`` needs / its description
     for _, (_, act_ref, axis, cls) in sorted(finder.weights.items()):
         ref, unit_axis = finder.source(act_ref, axis)
-        if ref is None or ref in found:
+        if ref is None or ref in found or ref in unseen:
             continue
         act = finder.activation(ref)
         if act is None:
@@ -219,11 +219,11 @@ def find(graph: graph_lib.Graph, strip_root: bool) -> tuple[list[Unit], list[str
         batched = [finder.weights[p][0] for p in producers if p in finder.batched]
         if batched:
             weight = batched[0] or "a variable of the top module"
-            unseen.append(f"{finder.tag_of(ref, act[1])} ({act[0]}, made by {weight})")
+            unseen[ref] = f"{finder.tag_of(ref, act[1])} ({act[0]}, made by {weight})"
             continue
         layer_class = finder.weights[max(producers)][3] if producers else cls
         found[ref] = (finder.tag_of(ref, act[1]), unit_axis, layer_class, act[0])
-    return _named(finder, found), unseen
+    return _named(finder, found), list(unseen.values())
 
 
 def _named(finder: _Finder, found: dict) -> list[Unit]:
